@@ -1,0 +1,15 @@
+//! cards: routes arrive with the capture-surfaces work; the crate already takes its
+//! place in the binary so deployment files and health endpoints are in place.
+
+use actix_web::web;
+use huoke_shared::ServiceDef;
+
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: "cards",
+        routes,
+        consumers: ServiceDef::no_consumers,
+    }
+}
+
+fn routes(_cfg: &mut web::ServiceConfig) {}

@@ -1,0 +1,215 @@
+use std::collections::BTreeSet;
+
+use actix_web::{HttpResponse, web};
+use huoke_shared::auth::{Caller, Role, verify_password};
+use huoke_shared::contact::Email;
+use huoke_shared::error::FieldError;
+use huoke_shared::http::Json;
+use huoke_shared::paging::{PageQuery, Paged};
+use huoke_shared::repo::{staff, tenants};
+use huoke_shared::{ApiError, ApiResult, Infra};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    tenant: String,
+    email: String,
+    password: String,
+}
+
+/// One answer for every failed sign-in, so the endpoint does not reveal which
+/// tenants or e-mail addresses exist.
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized("tenant, e-mail or password is wrong".into())
+}
+
+pub async fn issue_token(
+    infra: web::Data<Infra>,
+    body: Json<TokenRequest>,
+) -> ApiResult<HttpResponse> {
+    let req = body.0;
+    let tenant = tenants::by_slug(&infra.store, req.tenant.trim())
+        .await?
+        .ok_or_else(bad_credentials)?;
+    let member = staff::by_email(&infra.store, &tenant.id, &req.email).await?;
+    let member = member
+        .filter(|m| m.active != 0)
+        .ok_or_else(bad_credentials)?;
+    let hash = member.password_hash.clone().ok_or_else(bad_credentials)?;
+    // argon2 is deliberately slow: keep it off the async worker.
+    let ok = web::block(move || verify_password(&req.password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("password check: {e}")))?;
+    if !ok {
+        return Err(bad_credentials());
+    }
+    let ttl = infra.settings.token_ttl.as_secs() as i64;
+    let token = infra
+        .jwt
+        .issue(&member.id, &tenant.id, &member.roles(), ttl)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
+}
+
+#[derive(Deserialize)]
+pub struct NewStaffRequest {
+    name: String,
+    email: String,
+    roles: Vec<String>,
+    team_id: Option<String>,
+    capacity: Option<i64>,
+    timezone: Option<String>,
+    working_hours: Option<serde_json::Value>,
+    /// Optional: staff without a password cannot sign in (e.g. card-only employees).
+    password: Option<String>,
+}
+
+pub async fn create_staff(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    body: Json<NewStaffRequest>,
+) -> ApiResult<HttpResponse> {
+    caller.require_any(&[Role::Admin])?;
+    let req = body.0;
+    let mut errors = Vec::new();
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.push(FieldError::new("name", "1–100 characters"));
+    }
+    let email = Email::parse(&req.email)
+        .map_err(|e| errors.push(FieldError::new("email", e)))
+        .ok();
+    let mut roles = BTreeSet::new();
+    for r in &req.roles {
+        match Role::parse(r) {
+            Some(role) => {
+                roles.insert(role);
+            }
+            None => errors.push(FieldError::new(
+                "roles",
+                format!("unknown role `{r}` (admin, manager, marketer, sdr)"),
+            )),
+        }
+    }
+    if req.roles.is_empty() {
+        errors.push(FieldError::new("roles", "at least one role"));
+    }
+    if req.capacity.is_some_and(|c| !(0..=10_000).contains(&c)) {
+        errors.push(FieldError::new("capacity", "between 0 and 10000"));
+    }
+    if let Some(p) = &req.password {
+        if p.chars().count() < 8 {
+            errors.push(FieldError::new("password", "at least 8 characters"));
+        }
+    }
+    if req.working_hours.as_ref().is_some_and(|w| !w.is_object()) {
+        errors.push(FieldError::new(
+            "working_hours",
+            "an object of weekday → time windows",
+        ));
+    }
+    let timezone = req
+        .timezone
+        .clone()
+        .unwrap_or_else(|| "Asia/Shanghai".into());
+    if timezone.is_empty() || timezone.len() > 64 {
+        errors.push(FieldError::new("timezone", "an IANA time zone name"));
+    }
+    if let Some(team_id) = &req.team_id {
+        if !crate::teams::exists(&infra, &caller.tenant_id, team_id).await? {
+            errors.push(FieldError::new("team_id", "no such team"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let email = email.expect("checked above");
+    let password_hash = match req.password {
+        Some(p) => Some(
+            web::block(move || huoke_shared::auth::hash_password(&p))
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing: {e}")))??,
+        ),
+        None => None,
+    };
+    let mut tx = infra.store.begin().await?;
+    let row = staff::insert_staff(
+        &mut tx,
+        &caller.tenant_id,
+        staff::NewStaff {
+            name,
+            email: email.as_str().to_string(),
+            password_hash,
+            roles,
+            team_id: req.team_id,
+            capacity: req.capacity,
+            timezone,
+            working_hours: req.working_hours,
+        },
+    )
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::Conflict("a staff member with this e-mail already exists".into())
+        }
+        _ => e.into(),
+    })?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(row.view()))
+}
+
+pub async fn list_staff(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    caller.require_any(&[Role::Admin, Role::Manager])?;
+    let page = query.parse()?;
+    let rows = staff::list(
+        &infra.store,
+        &caller.tenant_id,
+        page.after.as_deref(),
+        page.limit,
+    )
+    .await?;
+    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    Ok(HttpResponse::Ok().json(Paged::from_rows(views, &page, |v| v.id.clone())))
+}
+
+pub async fn get_staff(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    if id != caller.staff_id {
+        caller.require_any(&[Role::Admin, Role::Manager])?;
+    }
+    let row = staff::by_id(&infra.store, &caller.tenant_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("staff member"))?;
+    Ok(HttpResponse::Ok().json(row.view()))
+}
+
+pub async fn me(infra: web::Data<Infra>, caller: Caller) -> ApiResult<HttpResponse> {
+    let row = staff::by_id(&infra.store, &caller.tenant_id, &caller.staff_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("this token's staff member no longer exists".into())
+        })?;
+    let tenant = tenants::by_id(&infra.store, &caller.tenant_id).await?;
+    let mut view = serde_json::to_value(row.view()).map_err(anyhow::Error::from)?;
+    if let Some(t) = tenant {
+        view["tenant"] =
+            json!({"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone});
+    }
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn landing(infra: web::Data<Infra>) -> HttpResponse {
+    let _ = infra;
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("landing.html"))
+}

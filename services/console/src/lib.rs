@@ -1,0 +1,27 @@
+//! console: tenants' people and access — sign-in tokens, staff, teams, `/v1/me` —
+//! and the landing page of the web console.
+
+mod handlers;
+mod teams;
+
+use actix_web::web;
+use huoke_shared::ServiceDef;
+
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: "console",
+        routes,
+        consumers: ServiceDef::no_consumers,
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(handlers::landing))
+        .route("/v1/auth/token", web::post().to(handlers::issue_token))
+        .route("/v1/staff", web::post().to(handlers::create_staff))
+        .route("/v1/staff", web::get().to(handlers::list_staff))
+        .route("/v1/staff/{id}", web::get().to(handlers::get_staff))
+        .route("/v1/me", web::get().to(handlers::me))
+        .route("/v1/teams", web::post().to(teams::create_team))
+        .route("/v1/teams", web::get().to(teams::list_teams));
+}

@@ -1,0 +1,278 @@
+//! `capture.received` → identity resolution, lead upsert, score → `lead.qualified`.
+
+use huoke_shared::Infra;
+use huoke_shared::bus::{Envelope, Handler, HandlerError};
+use huoke_shared::clock::{new_id, now_ms};
+use huoke_shared::messages::{CaptureReceived, LeadQualified};
+use huoke_shared::store::{Outbox, Tx, first_delivery};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::scoring::{Profile, score};
+
+pub struct QualifyCaptures {
+    pub infra: Infra,
+}
+
+const CONSUMER: &str = "qualify.captures";
+
+/// The identifiers of a capture, strongest first.
+fn identities(c: &CaptureReceived) -> Vec<(&'static str, String)> {
+    let mut ids = Vec::new();
+    if let Some(v) = &c.wechat.unionid {
+        ids.push(("unionid", v.clone()));
+    }
+    if let Some(v) = &c.wechat.external_userid {
+        ids.push(("external_userid", v.clone()));
+    }
+    if let Some(v) = &c.phone {
+        ids.push(("phone", v.clone()));
+    }
+    if let Some(v) = &c.email {
+        ids.push(("email", v.clone()));
+    }
+    if let Some(v) = &c.wechat.openid {
+        ids.push(("openid", v.clone()));
+    }
+    ids
+}
+
+pub async fn history(
+    tx: &mut Tx,
+    tenant_id: &str,
+    lead_id: &str,
+    kind: &str,
+    detail: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO lead_history (id, tenant_id, lead_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, 'qualify', $6)")
+        .bind(new_id())
+        .bind(tenant_id)
+        .bind(lead_id)
+        .bind(now_ms())
+        .bind(kind)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Handler for QualifyCaptures {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let capture: CaptureReceived = envelope.decode()?;
+        let tenant = envelope.tenant_id.as_str();
+        let ids = identities(&capture);
+        if ids.is_empty() {
+            return Err(HandlerError::Reject(format!(
+                "capture {} has no identity",
+                capture.capture_id
+            )));
+        }
+
+        let mut tx = self.infra.store.begin().await?;
+        if !first_delivery(&mut tx, CONSUMER, &envelope.id).await? {
+            return Ok(());
+        }
+
+        // Which leads already own any of these identifiers? The oldest wins.
+        let mut matches: Vec<String> = Vec::new();
+        for (kind, value) in &ids {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT lead_id FROM lead_identities WHERE tenant_id = $1 AND kind = $2 AND value = $3",
+            )
+            .bind(tenant)
+            .bind(*kind)
+            .bind(value)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = found {
+                if !matches.contains(&id) {
+                    matches.push(id);
+                }
+            }
+        }
+        matches.sort();
+        let now = now_ms();
+        let (lead_id, is_new) = match matches.first() {
+            Some(existing) => (existing.clone(), false),
+            None => (new_id(), true),
+        };
+
+        if is_new {
+            sqlx::query(
+                "INSERT INTO leads (id, tenant_id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 'D', '[]', 0, 'new', $9, $9)",
+            )
+            .bind(&lead_id)
+            .bind(tenant)
+            .bind(&capture.name)
+            .bind(&capture.company)
+            .bind(&capture.title)
+            .bind(&capture.phone)
+            .bind(&capture.email)
+            .bind(&capture.channel)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            // Fill gaps only: what a person told us first is not overwritten by a later form.
+            sqlx::query(
+                "UPDATE leads SET name = COALESCE(name, $1), company = COALESCE(company, $2), title = COALESCE(title, $3),
+                        phone = COALESCE(phone, $4), email = COALESCE(email, $5), updated_at = $6
+                 WHERE tenant_id = $7 AND id = $8",
+            )
+            .bind(&capture.name)
+            .bind(&capture.company)
+            .bind(&capture.title)
+            .bind(&capture.phone)
+            .bind(&capture.email)
+            .bind(now)
+            .bind(tenant)
+            .bind(&lead_id)
+            .execute(&mut *tx)
+            .await?;
+            if matches.len() > 1 {
+                history(
+                    &mut tx,
+                    tenant,
+                    &lead_id,
+                    "possible_duplicate",
+                    json!({"other_leads": &matches[1..]}),
+                )
+                .await?;
+            }
+        }
+
+        for (kind, value) in &ids {
+            let claimed = sqlx::query(
+                "INSERT INTO lead_identities (tenant_id, kind, value, lead_id, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant_id, kind, value) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(*kind)
+            .bind(value)
+            .bind(&lead_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if is_new && claimed.rows_affected() == 0 {
+                // Another capture of the same person committed first; start over and
+                // find its lead instead of creating a twin.
+                return Err(HandlerError::Retry("identity claimed concurrently".into()));
+            }
+        }
+
+        sqlx::query(
+            "INSERT INTO lead_touches (id, tenant_id, lead_id, capture_id, channel, campaign_id, occurred_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, capture_id) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(tenant)
+        .bind(&lead_id)
+        .bind(&capture.capture_id)
+        .bind(&capture.channel)
+        .bind(&capture.campaign_id)
+        .bind(capture.received_at_ms)
+        .execute(&mut *tx)
+        .await?;
+
+        let profile =
+            profile_of(&mut tx, tenant, &lead_id, capture.consent.unwrap_or(false)).await?;
+        let scored = score(&profile);
+        sqlx::query("UPDATE leads SET score = $1, grade = $2, score_reasons = $3, is_mql = $4, updated_at = $5 WHERE tenant_id = $6 AND id = $7")
+            .bind(scored.points)
+            .bind(scored.grade)
+            .bind(serde_json::to_string(&scored.reasons).map_err(anyhow::Error::from)?)
+            .bind(scored.is_mql as i64)
+            .bind(now)
+            .bind(tenant)
+            .bind(&lead_id)
+            .execute(&mut *tx)
+            .await?;
+        history(
+            &mut tx,
+            tenant,
+            &lead_id,
+            if is_new { "created" } else { "matched" },
+            json!({"capture_id": capture.capture_id, "channel": capture.channel, "matched_on": if is_new { None } else { Some(ids.iter().map(|(k, _)| *k).collect::<Vec<_>>()) }}),
+        )
+        .await?;
+        history(
+            &mut tx,
+            tenant,
+            &lead_id,
+            "scored",
+            json!({"score": scored.points, "grade": scored.grade, "reasons": scored.reasons}),
+        )
+        .await?;
+
+        sqlx::query("UPDATE captures SET status = 'qualified', lead_id = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4")
+            .bind(&lead_id)
+            .bind(now)
+            .bind(tenant)
+            .bind(&capture.capture_id)
+            .execute(&mut *tx)
+            .await?;
+
+        let event = LeadQualified {
+            lead_id: lead_id.clone(),
+            capture_id: capture.capture_id.clone(),
+            is_new_lead: is_new,
+            score: scored.points,
+            grade: scored.grade.to_string(),
+            channel: capture.channel.clone(),
+            owner_hint: capture.owner_hint.clone(),
+        };
+        Outbox::add(&mut tx, &Envelope::new(tenant, &event)).await?;
+        tx.commit().await?;
+        self.infra.kick_outbox();
+        tracing::info!(lead = %lead_id, capture = %capture.capture_id, is_new, score = scored.points, "capture qualified");
+        Ok(())
+    }
+}
+
+async fn profile_of(
+    tx: &mut Tx,
+    tenant: &str,
+    lead_id: &str,
+    consent: bool,
+) -> sqlx::Result<Profile> {
+    let lead = sqlx::query(
+        "SELECT name, company, title, phone, email FROM leads WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(lead_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2",
+    )
+    .bind(tenant)
+    .bind(lead_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let channels: Vec<String> = sqlx::query_scalar(
+        "SELECT channel FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2",
+    )
+    .bind(tenant)
+    .bind(lead_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let present = |col: &str| lead.get::<Option<String>, _>(col).is_some();
+    let mut distinct = channels.clone();
+    distinct.sort();
+    distinct.dedup();
+    Ok(Profile {
+        has_phone: present("phone"),
+        has_email: present("email"),
+        has_wechat: kinds
+            .iter()
+            .any(|k| matches!(k.as_str(), "unionid" | "openid" | "external_userid")),
+        has_name: present("name"),
+        has_company: present("company"),
+        has_title: present("title"),
+        touches: channels.len() as u32,
+        channels: distinct,
+        consent,
+    })
+}

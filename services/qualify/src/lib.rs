@@ -1,0 +1,39 @@
+//! qualify: resolves each capture to a person (exact match on normalised phone,
+//! e-mail or WeChat ids), creates or updates the lead, scores it with explainable
+//! rules and publishes `lead.qualified`. Also serves the lead read API.
+
+mod consumer;
+mod read;
+pub mod scoring;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use huoke_shared::bus::ConsumerOptions;
+use huoke_shared::messages::queues;
+use huoke_shared::{Consumer, Infra, ServiceDef};
+
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: "qualify",
+        routes,
+        consumers,
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/leads/{id}", web::get().to(read::get_lead));
+}
+
+fn consumers(infra: &Infra) -> Vec<Consumer> {
+    vec![Consumer {
+        queue: queues::QUALIFY_CAPTURES,
+        options: ConsumerOptions {
+            prefetch: infra.settings.bus_prefetch,
+            ..Default::default()
+        },
+        handler: Arc::new(consumer::QualifyCaptures {
+            infra: infra.clone(),
+        }),
+    }]
+}

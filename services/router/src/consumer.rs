@@ -1,0 +1,165 @@
+//! `lead.qualified` → assignment → `lead.assigned`.
+
+use std::time::Duration;
+
+use huoke_shared::Infra;
+use huoke_shared::bus::{Envelope, Handler, HandlerError};
+use huoke_shared::clock::{new_id, now_ms};
+use huoke_shared::messages::{LeadAssigned, LeadQualified};
+use huoke_shared::repo::staff;
+use huoke_shared::store::{Outbox, Tx, first_delivery};
+use serde_json::json;
+
+use crate::pick::pick_owner;
+
+pub struct RouteLeads {
+    pub infra: Infra,
+}
+
+const CONSUMER: &str = "router.leads";
+
+async fn history(
+    tx: &mut Tx,
+    tenant_id: &str,
+    lead_id: &str,
+    kind: &str,
+    detail: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO lead_history (id, tenant_id, lead_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, 'router', $6)")
+        .bind(new_id())
+        .bind(tenant_id)
+        .bind(lead_id)
+        .bind(now_ms())
+        .bind(kind)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Handler for RouteLeads {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let event: LeadQualified = envelope.decode()?;
+        let tenant = envelope.tenant_id.as_str();
+
+        // Candidates and the rotation cursor are read before the transaction to keep
+        // the write lock short; the guarded UPDATE below settles any race.
+        let eligible: Vec<String> = staff::active_sdrs(&self.infra.store, tenant)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+
+        let mut tx = self.infra.store.begin().await?;
+        if !first_delivery(&mut tx, CONSUMER, &envelope.id).await? {
+            return Ok(());
+        }
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner_id FROM leads WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&event.lead_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current_owner) = owner else {
+            return Err(HandlerError::Reject(format!(
+                "lead {} does not exist",
+                event.lead_id
+            )));
+        };
+        if let Some(owner) = current_owner {
+            history(
+                &mut tx,
+                tenant,
+                &event.lead_id,
+                "kept_owner",
+                json!({"owner_id": owner, "capture_id": event.capture_id}),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+
+        let needs_cursor = event
+            .owner_hint
+            .as_ref()
+            .is_none_or(|h| !eligible.contains(h));
+        let cursor = if needs_cursor && !eligible.is_empty() {
+            let key = format!("router:rr:{tenant}");
+            (self.infra.cache.incr(&key, 1, None).await? - 1).max(0) as u64
+        } else {
+            0
+        };
+        let Some(pick) = pick_owner(event.owner_hint.as_deref(), &eligible, cursor) else {
+            sqlx::query("UPDATE leads SET status = 'pool', updated_at = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(now_ms())
+                .bind(tenant)
+                .bind(&event.lead_id)
+                .execute(&mut *tx)
+                .await?;
+            history(
+                &mut tx,
+                tenant,
+                &event.lead_id,
+                "unassigned",
+                json!({"why": "no active SDR in the tenant"}),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(lead = %event.lead_id, "no active SDR; lead left in the pool");
+            return Ok(());
+        };
+
+        let now = now_ms();
+        let claimed = sqlx::query(
+            "UPDATE leads SET owner_id = $1, status = 'assigned', updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND owner_id IS NULL",
+        )
+        .bind(&pick.staff_id)
+        .bind(now)
+        .bind(tenant)
+        .bind(&event.lead_id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            // Another router replica assigned it between our read and this write.
+            return Err(HandlerError::Retry("lead assigned concurrently".into()));
+        }
+
+        let sla: Duration = self.infra.settings.default_sla;
+        let due = now + sla.as_millis() as i64;
+        let assignment_id = new_id();
+        sqlx::query(
+            "INSERT INTO assignments (id, tenant_id, lead_id, staff_id, state, reason, sla_due_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'offered', $5, $6, $7, $7)",
+        )
+        .bind(&assignment_id)
+        .bind(tenant)
+        .bind(&event.lead_id)
+        .bind(&pick.staff_id)
+        .bind(pick.reason)
+        .bind(due)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        history(
+            &mut tx,
+            tenant,
+            &event.lead_id,
+            "assigned",
+            json!({"assignment_id": assignment_id, "owner_id": pick.staff_id, "reason": pick.reason, "eligible": eligible.len(), "sla_minutes": sla.as_secs() / 60}),
+        )
+        .await?;
+        let assigned = LeadAssigned {
+            assignment_id: assignment_id.clone(),
+            lead_id: event.lead_id.clone(),
+            staff_id: pick.staff_id.clone(),
+            reason: pick.reason.to_string(),
+            sla_due_at_ms: Some(due),
+        };
+        Outbox::add(&mut tx, &Envelope::new(tenant, &assigned)).await?;
+        tx.commit().await?;
+        self.infra.kick_outbox();
+        tracing::info!(lead = %event.lead_id, owner = %pick.staff_id, reason = pick.reason, "lead assigned");
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! router: gives every qualified lead an owner — the employee the prospect came
+//! through when they are an active SDR, otherwise the next active SDR in
+//! round-robin — records why, starts the SLA clock and publishes `lead.assigned`.
+
+mod consumer;
+pub mod pick;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use huoke_shared::bus::ConsumerOptions;
+use huoke_shared::messages::queues;
+use huoke_shared::{Consumer, Infra, ServiceDef};
+
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: "router",
+        routes,
+        consumers,
+    }
+}
+
+fn routes(_cfg: &mut web::ServiceConfig) {}
+
+fn consumers(infra: &Infra) -> Vec<Consumer> {
+    vec![Consumer {
+        queue: queues::ROUTER_LEADS,
+        options: ConsumerOptions {
+            prefetch: infra.settings.bus_prefetch,
+            ..Default::default()
+        },
+        handler: Arc::new(consumer::RouteLeads {
+            infra: infra.clone(),
+        }),
+    }]
+}

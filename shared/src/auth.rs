@@ -1,0 +1,291 @@
+//! Authentication: JWTs as the API contract describes them (HS256 with a shared
+//! secret, or RS256/EdDSA with a key pair), an actix extractor yielding the caller,
+//! role checks, and argon2 password hashing.
+
+use std::collections::BTreeSet;
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtConfig;
+use crate::error::ApiError;
+use crate::infra::Infra;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Manager,
+    Marketer,
+    Sdr,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "manager" => Some(Role::Manager),
+            "marketer" => Some(Role::Marketer),
+            "sdr" => Some(Role::Sdr),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Marketer => "marketer",
+            Role::Sdr => "sdr",
+        }
+    }
+
+    /// Roles nest: an admin may do what a manager or marketer may, a manager what
+    /// an SDR may.
+    pub fn grants(self, needed: Role) -> bool {
+        self == needed
+            || matches!(
+                (self, needed),
+                (Role::Admin, _) | (Role::Manager, Role::Sdr)
+            )
+    }
+}
+
+/// Roles as stored: comma-separated names.
+pub fn roles_to_string(roles: &BTreeSet<Role>) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn roles_from_string(s: &str) -> BTreeSet<Role> {
+    s.split(',').filter_map(|r| Role::parse(r.trim())).collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub tid: String,
+    pub roles: Vec<Role>,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub staff_id: String,
+    pub tenant_id: String,
+    pub roles: BTreeSet<Role>,
+}
+
+impl Caller {
+    pub fn has(&self, needed: Role) -> bool {
+        self.roles.iter().any(|r| r.grants(needed))
+    }
+
+    /// Passes when any held role grants any of `allowed`.
+    pub fn require_any(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.iter().any(|r| self.has(*r)) {
+            Ok(())
+        } else {
+            let names: Vec<_> = allowed.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "this needs one of the roles: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+pub struct JwtKeys {
+    algorithm: Algorithm,
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+}
+
+impl JwtKeys {
+    pub fn from_config(config: &JwtConfig) -> anyhow::Result<Self> {
+        match config {
+            JwtConfig::Secret(secret) => Ok(JwtKeys {
+                algorithm: Algorithm::HS256,
+                encoding: Some(EncodingKey::from_secret(secret)?),
+                decoding: DecodingKey::from_secret(secret)?,
+            }),
+            JwtConfig::KeyPair {
+                public_pem,
+                private_pem,
+            } => {
+                let pem = public_pem.as_bytes();
+                let (algorithm, decoding) = match DecodingKey::from_rsa_pem(pem) {
+                    Ok(key) => (Algorithm::RS256, key),
+                    Err(_) => (
+                        Algorithm::EdDSA,
+                        DecodingKey::from_ed_pem(pem).map_err(|e| {
+                            anyhow::anyhow!("HUOKE_JWT_PUBLIC_KEY is neither RSA nor Ed25519: {e}")
+                        })?,
+                    ),
+                };
+                let encoding = match private_pem {
+                    None => None,
+                    Some(p) => Some(
+                        match algorithm {
+                            Algorithm::RS256 => EncodingKey::from_rsa_pem(p.as_bytes()),
+                            _ => EncodingKey::from_ed_pem(p.as_bytes()),
+                        }
+                        .map_err(|e| anyhow::anyhow!("HUOKE_JWT_PRIVATE_KEY: {e}"))?,
+                    ),
+                };
+                Ok(JwtKeys {
+                    algorithm,
+                    encoding,
+                    decoding,
+                })
+            }
+        }
+    }
+
+    pub fn issue(
+        &self,
+        staff_id: &str,
+        tenant_id: &str,
+        roles: &BTreeSet<Role>,
+        ttl_secs: i64,
+    ) -> anyhow::Result<String> {
+        let encoding = self.encoding.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("this process cannot issue tokens: set HUOKE_JWT_PRIVATE_KEY")
+        })?;
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: staff_id.to_string(),
+            tid: tenant_id.to_string(),
+            roles: roles.iter().copied().collect(),
+            iat: now,
+            exp: now + ttl_secs,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(self.algorithm),
+            &claims,
+            encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(caller_of(req))
+    }
+}
+
+fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let infra = req
+        .app_data::<web::Data<Infra>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("Infra missing from app data")))?;
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
+    let claims = infra.jwt.verify(token)?;
+    Ok(Caller {
+        staff_id: claims.sub,
+        tenant_id: claims.tid,
+        roles: claims.roles.into_iter().collect(),
+    })
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest() {
+        assert!(Role::Admin.grants(Role::Sdr));
+        assert!(Role::Admin.grants(Role::Marketer));
+        assert!(Role::Manager.grants(Role::Sdr));
+        assert!(!Role::Manager.grants(Role::Marketer));
+        assert!(!Role::Sdr.grants(Role::Manager));
+        assert!(!Role::Marketer.grants(Role::Sdr));
+    }
+
+    #[test]
+    fn role_strings_round_trip() {
+        let roles: BTreeSet<Role> = [Role::Sdr, Role::Admin].into();
+        assert_eq!(roles_from_string(&roles_to_string(&roles)), roles);
+        assert!(roles_from_string("sdr,ghost").contains(&Role::Sdr));
+    }
+
+    #[test]
+    fn hs256_tokens_verify_and_expire() {
+        let keys = JwtKeys::from_config(&JwtConfig::Secret(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        ))
+        .unwrap();
+        let roles: BTreeSet<Role> = [Role::Sdr].into();
+        let token = keys.issue("s1", "t1", &roles, 60).unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.tid.as_str()), ("s1", "t1"));
+        assert_eq!(claims.roles, vec![Role::Sdr]);
+
+        let expired = keys.issue("s1", "t1", &roles, -3600).unwrap();
+        assert!(keys.verify(&expired).is_err());
+
+        let other = JwtKeys::from_config(&JwtConfig::Secret(
+            b"another-secret-another-secret-xx".to_vec(),
+        ))
+        .unwrap();
+        assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong", &hash));
+        assert!(!verify_password("x", "not a hash"));
+    }
+}

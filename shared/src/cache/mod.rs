@@ -1,0 +1,24 @@
+//! The cache seam: fast, shared, rebuildable state (cursors, counters, claims).
+//! Nothing in it may be the only copy of a fact — a flushed cache only costs speed
+//! or restarts a rotation. Redis in production, an in-memory twin for `huoke dev`.
+
+mod memory;
+mod redis;
+
+pub use memory::MemoryCache;
+pub use redis::RedisCache;
+
+use std::time::Duration;
+
+#[async_trait::async_trait]
+pub trait Cache: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
+    async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> anyhow::Result<()>;
+    /// Sets only if absent; true when this call set it.
+    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool>;
+    /// Adds `by` and returns the new value; `ttl` applies when the key is created.
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> anyhow::Result<i64>;
+    async fn del(&self, key: &str) -> anyhow::Result<()>;
+    async fn ping(&self) -> anyhow::Result<()>;
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,271 @@
+//! Configuration from the environment, validated once at start-up. Every error names
+//! the variable at fault so an operator can fix it without reading code.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn bad(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// How tokens are signed and checked.
+#[derive(Clone)]
+pub enum JwtConfig {
+    /// HS256 with a shared secret.
+    Secret(Vec<u8>),
+    /// RS256 or EdDSA: a public key to verify, and a private key where tokens are issued.
+    KeyPair {
+        public_pem: String,
+        private_pem: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtConfig::Secret(_) => f.write_str("JwtConfig::Secret(<redacted>)"),
+            JwtConfig::KeyPair { private_pem, .. } => {
+                write!(
+                    f,
+                    "JwtConfig::KeyPair {{ private: {} }}",
+                    private_pem.is_some()
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `postgres://…` or `sqlite://…`; `None` means the embedded SQLite file under `data_dir`.
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub amqp_url: Option<String>,
+    pub jwt: Option<JwtConfig>,
+    pub listen: SocketAddr,
+    /// Base URL the outside world reaches us at; used in QR codes and links.
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// Prefix for queue/exchange names and cache keys, so several installs (or tests)
+    /// can share one broker and one Redis.
+    pub namespace: String,
+    pub http_workers: usize,
+    pub token_ttl: Duration,
+    pub default_sla: Duration,
+    pub bus_prefetch: u16,
+    /// Test aid: broker queues vanish after this long unused (`x-expires`).
+    pub bus_queue_expires: Option<Duration>,
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Parses from an explicit map; `from_env` is this over the process environment.
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let database_url = get("DATABASE_URL");
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(bad(
+                    "DATABASE_URL",
+                    "must start with postgres:// or sqlite:",
+                ));
+            }
+        }
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(bad("REDIS_URL", "must start with redis:// or rediss://"));
+            }
+        }
+        let amqp_url = get("AMQP_URL");
+        if let Some(url) = &amqp_url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(bad("AMQP_URL", "must start with amqp:// or amqps://"));
+            }
+        }
+
+        let jwt = match (get("HUOKE_JWT_SECRET"), get("HUOKE_JWT_PUBLIC_KEY")) {
+            (_, Some(public_pem)) => {
+                if !public_pem.contains("-----BEGIN") {
+                    return Err(bad("HUOKE_JWT_PUBLIC_KEY", "expected a PEM public key"));
+                }
+                let private_pem = get("HUOKE_JWT_PRIVATE_KEY");
+                if let Some(p) = &private_pem {
+                    if !p.contains("-----BEGIN") {
+                        return Err(bad("HUOKE_JWT_PRIVATE_KEY", "expected a PEM private key"));
+                    }
+                }
+                Some(JwtConfig::KeyPair {
+                    public_pem,
+                    private_pem,
+                })
+            }
+            (Some(secret), None) => {
+                if secret.len() < 32 {
+                    return Err(bad("HUOKE_JWT_SECRET", "must be at least 32 bytes long"));
+                }
+                Some(JwtConfig::Secret(secret.into_bytes()))
+            }
+            (None, None) => None,
+        };
+
+        let listen = match get("HUOKE_LISTEN") {
+            Some(v) => v.parse().map_err(|_| {
+                bad(
+                    "HUOKE_LISTEN",
+                    format!("`{v}` is not an address like 0.0.0.0:8080"),
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let public_url = match get("HUOKE_PUBLIC_URL") {
+            Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
+                Some(v.trim_end_matches('/').to_string())
+            }
+            Some(_) => {
+                return Err(bad(
+                    "HUOKE_PUBLIC_URL",
+                    "must start with http:// or https://",
+                ));
+            }
+            None => None,
+        };
+        let namespace = get("HUOKE_NAMESPACE").unwrap_or_default();
+        if !namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            return Err(bad(
+                "HUOKE_NAMESPACE",
+                "only letters, digits, '_', '-' and '.' are allowed",
+            ));
+        }
+
+        Ok(Settings {
+            database_url,
+            redis_url,
+            amqp_url,
+            jwt,
+            listen,
+            public_url,
+            data_dir: get("HUOKE_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".huoke")),
+            namespace,
+            http_workers: number(&get, "HUOKE_HTTP_WORKERS", 0)?,
+            token_ttl: Duration::from_secs(number(&get, "HUOKE_TOKEN_TTL_SECS", 12 * 3600)?),
+            default_sla: Duration::from_secs(60 * number(&get, "HUOKE_SLA_MINUTES", 30)?),
+            bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 32)?,
+            bus_queue_expires: get("HUOKE_BUS_QUEUE_EXPIRES_MS")
+                .map(|v| v.parse().map(Duration::from_millis))
+                .transpose()
+                .map_err(|_| bad("HUOKE_BUS_QUEUE_EXPIRES_MS", "must be a whole number"))?,
+            max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
+        })
+    }
+
+    /// The database URL to use: the configured one, or the embedded SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("huoke.db").display()
+            ),
+        }
+    }
+
+    /// Base URL for links we hand out (QR codes, card pages).
+    pub fn public_base(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// Prefix a broker or cache name with the namespace.
+    pub fn namespaced(&self, name: &str) -> String {
+        if self.namespace.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{}", self.namespace, name)
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        Some(v) => v
+            .parse()
+            .map_err(|_| bad(var, format!("`{v}` is not a valid number"))),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = Settings::from_map(&HashMap::new()).unwrap();
+        assert!(s.database_url.is_none());
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.effective_database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Settings::from_map(&env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(e.var, "DATABASE_URL");
+        let e = Settings::from_map(&env(&[("HUOKE_JWT_SECRET", "short")])).unwrap_err();
+        assert_eq!(e.var, "HUOKE_JWT_SECRET");
+        let e = Settings::from_map(&env(&[("HUOKE_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(e.var, "HUOKE_LISTEN");
+        assert!(e.to_string().contains("HUOKE_LISTEN"));
+        let e = Settings::from_map(&env(&[("HUOKE_SLA_MINUTES", "soon")])).unwrap_err();
+        assert_eq!(e.var, "HUOKE_SLA_MINUTES");
+        let e = Settings::from_map(&env(&[("AMQP_URL", "http://x")])).unwrap_err();
+        assert_eq!(e.var, "AMQP_URL");
+    }
+
+    #[test]
+    fn namespacing() {
+        let s = Settings::from_map(&env(&[("HUOKE_NAMESPACE", "t_1")])).unwrap();
+        assert_eq!(s.namespaced("huoke.events"), "t_1.huoke.events");
+    }
+}

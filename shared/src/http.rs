@@ -1,0 +1,230 @@
+//! HTTP pieces every service uses: a JSON body extractor whose failures are
+//! problem documents (with the field at fault), the operator endpoints, and the
+//! error handlers that keep actix's own plain-text errors out of the API.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::{ApiError, FieldError};
+use crate::infra::Infra;
+
+/// Bodies up to this size are read and discarded before a 413 so that the client
+/// sees the answer instead of a reset connection; larger ones are cut off at once.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A JSON request body. Refuses the wrong content type (415), oversize bodies
+/// (413), malformed JSON (400) and JSON of the wrong shape (422, naming the field).
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<Infra>>()
+            .map(|i| i.settings.max_body_bytes)
+            .unwrap_or(256 * 1024);
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let declared: Option<usize> = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let media = content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if media != "application/json" && !media.ends_with("+json") {
+                return Err(ApiError::UnsupportedMediaType(
+                    "send the body as application/json".into(),
+                ));
+            }
+            if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            let mut body = web::BytesMut::new();
+            let mut too_large = false;
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk
+                    .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    too_large = true;
+                }
+                if too_large {
+                    if body.len() + chunk.len() > DRAIN_LIMIT {
+                        break;
+                    }
+                    body.truncate(0);
+                    continue;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            if too_large {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            parse_json(&body).map(Json)
+        })
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::BadRequest(
+            "the request body is empty; expected a JSON object".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                ApiError::Validation(vec![FieldError::new(
+                    field,
+                    strip_position(&inner.to_string()),
+                )])
+            }
+            _ => ApiError::BadRequest(format!("malformed JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, mounted on every service.
+pub fn ops_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics_endpoint));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(infra: web::Data<Infra>) -> HttpResponse {
+    let (store, bus, cache) =
+        tokio::join!(infra.store.ping(), infra.bus.ping(), infra.cache.ping());
+    let checks = json!({
+        "store": store.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        "bus": bus.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        "cache": cache.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+    });
+    if store.is_ok() && bus.is_ok() && cache.is_ok() {
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("application/problem+json")
+            .json(json!({
+                "type": "https://huoke.dev/problems/unavailable",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "a backend is not reachable",
+                "checks": checks,
+            }))
+    }
+}
+
+async fn metrics_endpoint() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::render_metrics())
+}
+
+/// Installs problem+json handlers for path/query extraction errors.
+pub fn error_configs(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::NotFound(format!("path parameter ({err})")).into()),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::BadRequest(format!("invalid query string: {err}")).into()
+    }));
+}
+
+/// Answer for routes nobody serves.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "{} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Lead {
+        phone: Option<String>,
+        nested: Option<Inner>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        match parse_json::<Lead>(br#"{"phone": 123}"#) {
+            Err(ApiError::Validation(errors)) => {
+                assert_eq!(errors[0].field, "phone");
+                assert!(!errors[0].message.contains("line"));
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        match parse_json::<Lead>(br#"{"nested": {"n": "x"}}"#) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "nested.n"),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_and_empty_bodies_are_bad_requests() {
+        assert!(matches!(
+            parse_json::<Lead>(b"{\"phone\": "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Lead>(b"  "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Lead>(b"{} trailing"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(parse_json::<Lead>(b"{}").is_ok());
+    }
+}

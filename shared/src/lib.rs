@@ -1,0 +1,25 @@
+//! Infrastructure every huoke service shares: configuration, the three I/O seams
+//! (store, bus, cache), auth, problem+json errors, telemetry and the message catalogue.
+//!
+//! Services depend on this crate and never on each other.
+
+pub mod auth;
+pub mod bus;
+pub mod cache;
+pub mod channels;
+pub mod clock;
+pub mod config;
+pub mod contact;
+pub mod error;
+pub mod http;
+pub mod infra;
+pub mod messages;
+pub mod paging;
+pub mod repo;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult};
+pub use infra::Infra;
+pub use service::{Consumer, ServiceDef};

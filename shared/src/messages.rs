@@ -1,0 +1,133 @@
+//! The message catalogue: every event type on the bus, and the queues that
+//! consume them. Services meet here and nowhere else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{Message, QueueSpec};
+
+pub mod queues {
+    pub const QUALIFY_CAPTURES: &str = "qualify.captures";
+    pub const ROUTER_LEADS: &str = "router.leads";
+    pub const POOL_ASSIGNMENTS: &str = "pool.assignments";
+}
+
+/// Every durable queue and its bindings, declared by every process at start-up.
+pub const TOPOLOGY: &[QueueSpec] = &[
+    QueueSpec {
+        name: queues::QUALIFY_CAPTURES,
+        bindings: &[CaptureReceived::TOPIC],
+    },
+    QueueSpec {
+        name: queues::ROUTER_LEADS,
+        bindings: &[LeadQualified::TOPIC],
+    },
+    QueueSpec {
+        name: queues::POOL_ASSIGNMENTS,
+        bindings: &[LeadAssigned::TOPIC],
+    },
+];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WechatIds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_userid: Option<String>,
+}
+
+impl WechatIds {
+    pub fn is_empty(&self) -> bool {
+        self.unionid.is_none() && self.openid.is_none() && self.external_userid.is_none()
+    }
+}
+
+/// A capture accepted by intake: validated and normalised (phone in E.164,
+/// e-mail lower-cased). Published from intake's outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CaptureReceived {
+    pub capture_id: String,
+    pub channel: String,
+    pub campaign_id: Option<String>,
+    pub owner_hint: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub company: Option<String>,
+    pub title: Option<String>,
+    #[serde(default)]
+    pub wechat: WechatIds,
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub consent: Option<bool>,
+    pub received_at_ms: i64,
+}
+
+impl Message for CaptureReceived {
+    const TOPIC: &'static str = "capture.received";
+}
+
+/// A capture resolved to a lead (new or existing) and scored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadQualified {
+    pub lead_id: String,
+    pub capture_id: String,
+    pub is_new_lead: bool,
+    pub score: i64,
+    pub grade: String,
+    pub channel: String,
+    pub owner_hint: Option<String>,
+}
+
+impl Message for LeadQualified {
+    const TOPIC: &'static str = "lead.qualified";
+}
+
+/// A lead offered to an owner under an SLA.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadAssigned {
+    pub assignment_id: String,
+    pub lead_id: String,
+    pub staff_id: String,
+    pub reason: String,
+    pub sla_due_at_ms: Option<i64>,
+}
+
+impl Message for LeadAssigned {
+    const TOPIC: &'static str = "lead.assigned";
+}
+
+/// An assignee accepted their assignment (the SLA clock stops).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AssignmentAccepted {
+    pub assignment_id: String,
+    pub lead_id: String,
+    pub staff_id: String,
+}
+
+impl Message for AssignmentAccepted {
+    const TOPIC: &'static str = "assignment.accepted";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::topic_matches;
+
+    #[test]
+    fn every_consumed_topic_has_a_queue() {
+        for topic in [
+            CaptureReceived::TOPIC,
+            LeadQualified::TOPIC,
+            LeadAssigned::TOPIC,
+        ] {
+            assert!(
+                TOPOLOGY
+                    .iter()
+                    .any(|q| q.bindings.iter().any(|b| topic_matches(b, topic))),
+                "{topic} is consumed by nobody"
+            );
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Builds the application from settings: backends, topology, consumers, the outbox
+//! relay and the HTTP server, for one service or for all of them.
+
+use std::net::TcpListener;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use huoke_shared::config::Settings;
+use huoke_shared::http::{error_configs, not_found, ops_routes};
+use huoke_shared::messages::TOPOLOGY;
+use huoke_shared::store::OutboxRelay;
+use huoke_shared::telemetry::{http_metrics, init_metrics};
+use huoke_shared::{Infra, ServiceDef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub fn all_services() -> Vec<ServiceDef> {
+    vec![
+        huoke_console::service(),
+        huoke_intake::service(),
+        huoke_qualify::service(),
+        huoke_router::service(),
+        huoke_pool::service(),
+        huoke_codes::service(),
+        huoke_cards::service(),
+    ]
+}
+
+pub fn service_named(name: &str) -> Option<ServiceDef> {
+    all_services().into_iter().find(|s| s.name == name)
+}
+
+const OPENAPI: &str = include_str!("../docs/openapi.json");
+
+pub struct Application {
+    port: u16,
+    infra: Infra,
+    server: actix_web::dev::ServerHandle,
+    server_task: JoinHandle<std::io::Result<()>>,
+    stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects the backends, declares the bus topology, starts the services'
+    /// consumers and the outbox relay, and starts serving HTTP.
+    pub async fn build(
+        settings: Settings,
+        services: Vec<ServiceDef>,
+    ) -> anyhow::Result<Application> {
+        init_metrics();
+        let listen = settings.listen;
+        let workers_wanted = settings.http_workers;
+        let infra = Infra::connect(settings).await?;
+        Self::start(infra, services, listen, workers_wanted).await
+    }
+
+    pub async fn start(
+        infra: Infra,
+        services: Vec<ServiceDef>,
+        listen: std::net::SocketAddr,
+        http_workers: usize,
+    ) -> anyhow::Result<Application> {
+        // Every process declares every queue, so a message published before its
+        // consumer ever ran still has somewhere durable to wait.
+        infra
+            .bus
+            .declare(TOPOLOGY)
+            .await
+            .context("declaring bus topology")?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        for service in &services {
+            for consumer in (service.consumers)(&infra) {
+                workers.push(infra.bus.consume(
+                    consumer.queue,
+                    consumer.options,
+                    consumer.handler,
+                    stop_rx.clone(),
+                ));
+            }
+        }
+        let relay = OutboxRelay::new(
+            infra.store.clone(),
+            infra.bus.clone(),
+            infra.outbox_wakeup.clone(),
+        );
+        workers.push(tokio::spawn(relay.run(stop_rx.clone())));
+
+        let listener = TcpListener::bind(listen)
+            .with_context(|| format!("binding {listen} (HUOKE_LISTEN / --listen)"))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(infra.clone());
+        let routes: Vec<_> = services.iter().map(|s| s.routes).collect();
+        let mut server = HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(data.clone())
+                .wrap(from_fn(http_metrics))
+                .configure(error_configs)
+                .configure(ops_routes)
+                .route(
+                    "/openapi.json",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(OPENAPI)
+                    }),
+                );
+            for configure in &routes {
+                app = app.configure(*configure);
+            }
+            app.default_service(web::to(not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(5);
+        if http_workers > 0 {
+            server = server.workers(http_workers);
+        }
+        let server = server.listen(listener)?.run();
+        let handle = server.handle();
+        let server_task = tokio::spawn(server);
+        let names: Vec<_> = services.iter().map(|s| s.name).collect();
+        tracing::info!(port, services = ?names, "huoke is serving");
+        Ok(Application {
+            port,
+            infra,
+            server: handle,
+            server_task,
+            stop,
+            workers,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn infra(&self) -> &Infra {
+        &self.infra
+    }
+
+    /// Graceful stop: the server finishes in-flight requests, consumers finish the
+    /// message in hand, the relay its batch.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.server_task.await;
+        let _ = self.stop.send(true);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        self.stop().await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,16 @@
+//! Black-box tests: the real application on a random port, driven over HTTP.
+//! Every scenario runs twice — on the embedded backends (SQLite, SQL-backed bus,
+//! in-memory cache) and on PostgreSQL + RabbitMQ + Redis when `DATABASE_URL`,
+//! `AMQP_URL` and `REDIS_URL` are set (required with `HUOKE_REQUIRE_BACKENDS=1`).
+
+mod helpers;
+
+mod bus_contract;
+mod cache_contract;
+mod cli;
+mod durability;
+mod input_errors;
+mod lead_flow;
+mod ops;
+mod staff_and_auth;
+mod tenancy;

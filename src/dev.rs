@@ -24,8 +24,7 @@ pub fn dev_jwt_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
             return Ok(secret.into_bytes());
         }
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let secret = random_token(48);
     std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]
@@ -53,23 +52,17 @@ pub struct Demo {
 /// Creates the demo tenant (admin, team `Inbound`, three SDRs) if it is missing.
 /// When it exists and `password` is given, the demo accounts take that password,
 /// so `HUOKE_DEV_PASSWORD` always works after a restart.
-pub async fn seed_demo(
-    store: &Store,
-    password: &str,
-    password_given: bool,
-) -> anyhow::Result<Demo> {
+pub async fn seed_demo(store: &Store, password: &str, password_given: bool) -> anyhow::Result<Demo> {
     if let Some(tenant) = tenants::by_slug(store, DEMO_SLUG).await? {
         if password_given {
             let hash = hash_password(password)?;
             for email in std::iter::once(DEMO_ADMIN).chain(DEMO_SDRS) {
-                sqlx::query(
-                    "UPDATE staff SET password_hash = $1 WHERE tenant_id = $2 AND email = $3",
-                )
-                .bind(&hash)
-                .bind(&tenant.id)
-                .bind(email)
-                .execute(store.pool())
-                .await?;
+                sqlx::query("UPDATE staff SET password_hash = $1 WHERE tenant_id = $2 AND email = $3")
+                    .bind(&hash)
+                    .bind(&tenant.id)
+                    .bind(email)
+                    .execute(store.pool())
+                    .await?;
             }
         }
         return Ok(Demo {
@@ -77,10 +70,9 @@ pub async fn seed_demo(
             created: false,
         });
     }
-    let (tenant, _admin) =
-        tenants::create_tenant(store, DEMO_SLUG, "Demo Co.", DEMO_ADMIN, password)
-            .await
-            .context("creating the demo tenant")?;
+    let (tenant, _admin) = tenants::create_tenant(store, DEMO_SLUG, "Demo Co.", DEMO_ADMIN, password)
+        .await
+        .context("creating the demo tenant")?;
     let hash = hash_password(password)?;
     let team_id = new_id();
     let mut tx = store.begin().await?;

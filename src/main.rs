@@ -111,9 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev { listen, data } => {
             let mut s = with_dev_jwt(settings(Some(data))?)?;
             s.listen = listen;
-            let given = std::env::var("HUOKE_DEV_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty());
+            let given = std::env::var("HUOKE_DEV_PASSWORD").ok().filter(|p| !p.is_empty());
             let password = given.clone().unwrap_or_else(|| random_token(16));
             if password.chars().count() < 8 {
                 bail!("configuration error in HUOKE_DEV_PASSWORD: at least 8 characters");
@@ -122,10 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(s, all_services()).await?;
             let demo = seed_demo(&app.infra().store, &password, given.is_some()).await?;
             let url = format!("http://{}:{}", listen.ip(), app.port());
-            println!(
-                "huoke dev is running at {url}  (data in {})",
-                data_dir.display()
-            );
+            println!("huoke dev is running at {url}  (data in {})", data_dir.display());
             println!("  tenant:   {DEMO_SLUG}");
             println!("  admin:    {DEMO_ADMIN}");
             println!("  SDRs:     {}", DEMO_SDRS.join(", "));
@@ -138,19 +133,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "  password: unchanged since the demo tenant was created (set HUOKE_DEV_PASSWORD to reset it)"
                 );
             }
-            println!(
-                "  sign in:  curl -s {url}/v1/auth/token -H 'content-type: application/json' \\"
-            );
+            println!("  sign in:  curl -s {url}/v1/auth/token -H 'content-type: application/json' \\");
             println!(
                 "              -d '{{\"tenant\":\"{DEMO_SLUG}\",\"email\":\"{DEMO_ADMIN}\",\"password\":\"...\"}}'"
             );
             app.run_until_signalled().await
         }
-        Command::Serve {
-            service,
-            listen,
-            data,
-        } => {
+        Command::Serve { service, listen, data } => {
             let Some(def) = service_named(&service) else {
                 let names: Vec<_> = all_services().iter().map(|s| s.name).collect();
                 bail!("unknown service `{service}`; one of: {}", names.join(", "));
@@ -207,8 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let member = staff::by_email(&store, &t.id, &email)
                 .await?
                 .with_context(|| format!("no staff member {email} in {tenant}"))?;
-            let keys =
-                huoke_shared::auth::JwtKeys::from_config(s.jwt.as_ref().expect("set above"))?;
+            let keys = huoke_shared::auth::JwtKeys::from_config(s.jwt.as_ref().expect("set above"))?;
             println!("{}", keys.issue(&member.id, &t.id, &member.roles(), ttl)?);
             Ok(())
         }

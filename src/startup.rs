@@ -45,10 +45,7 @@ pub struct Application {
 impl Application {
     /// Connects the backends, declares the bus topology, starts the services'
     /// consumers and the outbox relay, and starts serving HTTP.
-    pub async fn build(
-        settings: Settings,
-        services: Vec<ServiceDef>,
-    ) -> anyhow::Result<Application> {
+    pub async fn build(settings: Settings, services: Vec<ServiceDef>) -> anyhow::Result<Application> {
         init_metrics();
         let listen = settings.listen;
         let workers_wanted = settings.http_workers;
@@ -64,36 +61,30 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // Every process declares every queue, so a message published before its
         // consumer ever ran still has somewhere durable to wait.
-        infra
-            .bus
-            .declare(TOPOLOGY)
-            .await
-            .context("declaring bus topology")?;
+        infra.bus.declare(TOPOLOGY).await.context("declaring bus topology")?;
 
         let (stop, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
+        let mut routes = Vec::new();
         for service in &services {
-            for consumer in (service.consumers)(&infra) {
-                workers.push(infra.bus.consume(
-                    consumer.queue,
-                    consumer.options,
-                    consumer.handler,
-                    stop_rx.clone(),
-                ));
+            let running = (service.start)(&infra, &stop_rx);
+            for consumer in running.consumers {
+                workers.push(
+                    infra
+                        .bus
+                        .consume(consumer.queue, consumer.options, consumer.handler, stop_rx.clone()),
+                );
             }
+            workers.extend(running.tasks);
+            routes.push(running.routes);
         }
-        let relay = OutboxRelay::new(
-            infra.store.clone(),
-            infra.bus.clone(),
-            infra.outbox_wakeup.clone(),
-        );
+        let relay = OutboxRelay::new(infra.store.clone(), infra.bus.clone(), infra.outbox_wakeup.clone());
         workers.push(tokio::spawn(relay.run(stop_rx.clone())));
 
-        let listener = TcpListener::bind(listen)
-            .with_context(|| format!("binding {listen} (HUOKE_LISTEN / --listen)"))?;
+        let listener =
+            TcpListener::bind(listen).with_context(|| format!("binding {listen} (HUOKE_LISTEN / --listen)"))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(infra.clone());
-        let routes: Vec<_> = services.iter().map(|s| s.routes).collect();
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(data.clone())
@@ -102,14 +93,10 @@ impl Application {
                 .configure(ops_routes)
                 .route(
                     "/openapi.json",
-                    web::get().to(|| async {
-                        HttpResponse::Ok()
-                            .content_type("application/json")
-                            .body(OPENAPI)
-                    }),
+                    web::get().to(|| async { HttpResponse::Ok().content_type("application/json").body(OPENAPI) }),
                 );
             for configure in &routes {
-                app = app.configure(*configure);
+                app = app.configure(|cfg| configure(cfg));
             }
             app.default_service(web::to(not_found))
         })
@@ -164,8 +151,8 @@ impl Application {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

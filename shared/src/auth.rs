@@ -47,21 +47,13 @@ impl Role {
     /// Roles nest: an admin may do what a manager or marketer may, a manager what
     /// an SDR may.
     pub fn grants(self, needed: Role) -> bool {
-        self == needed
-            || matches!(
-                (self, needed),
-                (Role::Admin, _) | (Role::Manager, Role::Sdr)
-            )
+        self == needed || matches!((self, needed), (Role::Admin, _) | (Role::Manager, Role::Sdr))
     }
 }
 
 /// Roles as stored: comma-separated names.
 pub fn roles_to_string(roles: &BTreeSet<Role>) -> String {
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
 }
 
 pub fn roles_from_string(s: &str) -> BTreeSet<Role> {
@@ -127,9 +119,8 @@ impl JwtKeys {
                     Ok(key) => (Algorithm::RS256, key),
                     Err(_) => (
                         Algorithm::EdDSA,
-                        DecodingKey::from_ed_pem(pem).map_err(|e| {
-                            anyhow::anyhow!("HUOKE_JWT_PUBLIC_KEY is neither RSA nor Ed25519: {e}")
-                        })?,
+                        DecodingKey::from_ed_pem(pem)
+                            .map_err(|e| anyhow::anyhow!("HUOKE_JWT_PUBLIC_KEY is neither RSA nor Ed25519: {e}"))?,
                     ),
                 };
                 let encoding = match private_pem {
@@ -158,9 +149,10 @@ impl JwtKeys {
         roles: &BTreeSet<Role>,
         ttl_secs: i64,
     ) -> anyhow::Result<String> {
-        let encoding = self.encoding.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("this process cannot issue tokens: set HUOKE_JWT_PRIVATE_KEY")
-        })?;
+        let encoding = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this process cannot issue tokens: set HUOKE_JWT_PRIVATE_KEY"))?;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: staff_id.to_string(),
@@ -169,11 +161,7 @@ impl JwtKeys {
             iat: now,
             exp: now + ttl_secs,
         };
-        Ok(jsonwebtoken::encode(
-            &Header::new(self.algorithm),
-            &claims,
-            encoding,
-        )?)
+        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, encoding)?)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -229,11 +217,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
 }
 
@@ -260,10 +244,7 @@ mod tests {
 
     #[test]
     fn hs256_tokens_verify_and_expire() {
-        let keys = JwtKeys::from_config(&JwtConfig::Secret(
-            b"0123456789abcdef0123456789abcdef".to_vec(),
-        ))
-        .unwrap();
+        let keys = JwtKeys::from_config(&JwtConfig::Secret(b"0123456789abcdef0123456789abcdef".to_vec())).unwrap();
         let roles: BTreeSet<Role> = [Role::Sdr].into();
         let token = keys.issue("s1", "t1", &roles, 60).unwrap();
         let claims = keys.verify(&token).unwrap();
@@ -273,10 +254,7 @@ mod tests {
         let expired = keys.issue("s1", "t1", &roles, -3600).unwrap();
         assert!(keys.verify(&expired).is_err());
 
-        let other = JwtKeys::from_config(&JwtConfig::Secret(
-            b"another-secret-another-secret-xx".to_vec(),
-        ))
-        .unwrap();
+        let other = JwtKeys::from_config(&JwtConfig::Secret(b"another-secret-another-secret-xx".to_vec())).unwrap();
         assert!(other.verify(&token).is_err());
     }
 

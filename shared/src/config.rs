@@ -37,11 +37,7 @@ impl std::fmt::Debug for JwtConfig {
         match self {
             JwtConfig::Secret(_) => f.write_str("JwtConfig::Secret(<redacted>)"),
             JwtConfig::KeyPair { private_pem, .. } => {
-                write!(
-                    f,
-                    "JwtConfig::KeyPair {{ private: {} }}",
-                    private_pem.is_some()
-                )
+                write!(f, "JwtConfig::KeyPair {{ private: {} }}", private_pem.is_some())
             }
         }
     }
@@ -77,22 +73,12 @@ impl Settings {
 
     /// Parses from an explicit map; `from_env` is this over the process environment.
     pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            env.get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
 
         let database_url = get("DATABASE_URL");
         if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.starts_with("sqlite:"))
-            {
-                return Err(bad(
-                    "DATABASE_URL",
-                    "must start with postgres:// or sqlite:",
-                ));
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                return Err(bad("DATABASE_URL", "must start with postgres:// or sqlite:"));
             }
         }
         let redis_url = get("REDIS_URL");
@@ -134,12 +120,9 @@ impl Settings {
         };
 
         let listen = match get("HUOKE_LISTEN") {
-            Some(v) => v.parse().map_err(|_| {
-                bad(
-                    "HUOKE_LISTEN",
-                    format!("`{v}` is not an address like 0.0.0.0:8080"),
-                )
-            })?,
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad("HUOKE_LISTEN", format!("`{v}` is not an address like 0.0.0.0:8080")))?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let public_url = match get("HUOKE_PUBLIC_URL") {
@@ -147,10 +130,7 @@ impl Settings {
                 Some(v.trim_end_matches('/').to_string())
             }
             Some(_) => {
-                return Err(bad(
-                    "HUOKE_PUBLIC_URL",
-                    "must start with http:// or https://",
-                ));
+                return Err(bad("HUOKE_PUBLIC_URL", "must start with http:// or https://"));
             }
             None => None,
         };
@@ -192,10 +172,7 @@ impl Settings {
     pub fn effective_database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("huoke.db").display()
-            ),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("huoke.db").display()),
         }
     }
 
@@ -222,9 +199,7 @@ fn number<T: std::str::FromStr>(
     default: T,
 ) -> Result<T, ConfigError> {
     match get(var) {
-        Some(v) => v
-            .parse()
-            .map_err(|_| bad(var, format!("`{v}` is not a valid number"))),
+        Some(v) => v.parse().map_err(|_| bad(var, format!("`{v}` is not a valid number"))),
         None => Ok(default),
     }
 }
@@ -234,10 +209,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

@@ -62,9 +62,7 @@ impl Phone {
                 if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) {
                     Ok(Phone(format!("+86{national_cn}")))
                 } else {
-                    Err(
-                        "not a valid mobile number (expected 11 digits starting 13–19, or +country code)",
-                    )
+                    Err("not a valid mobile number (expected 11 digits starting 13–19, or +country code)")
                 }
             }
         }
@@ -93,11 +91,7 @@ pub fn mask_phone(phone: &str) -> String {
         return "*".repeat(chars.len());
     }
     let keep_end = 4;
-    let keep_start = chars
-        .len()
-        .saturating_sub(8)
-        .max(3)
-        .min(chars.len() - keep_end);
+    let keep_start = chars.len().saturating_sub(8).max(3).min(chars.len() - keep_end);
     let middle = chars.len() - keep_start - keep_end;
     format!(
         "{}{}{}",
@@ -166,32 +160,16 @@ mod tests {
             "(+86) 138.0013.8000",
             "+8613800138000",
         ] {
-            assert_eq!(
-                Phone::parse(raw).unwrap().as_str(),
-                "+8613800138000",
-                "{raw}"
-            );
+            assert_eq!(Phone::parse(raw).unwrap().as_str(), "+8613800138000", "{raw}");
         }
     }
 
     #[test]
     fn landlines_and_foreign_numbers() {
-        assert_eq!(
-            Phone::parse("010-8888 6666").unwrap().as_str(),
-            "+861088886666"
-        );
-        assert_eq!(
-            Phone::parse("0755 8765 4321").unwrap().as_str(),
-            "+8675587654321"
-        );
-        assert_eq!(
-            Phone::parse("+1 (415) 555-0100").unwrap().as_str(),
-            "+14155550100"
-        );
-        assert_eq!(
-            Phone::parse("+852 9123 4567").unwrap().as_str(),
-            "+85291234567"
-        );
+        assert_eq!(Phone::parse("010-8888 6666").unwrap().as_str(), "+861088886666");
+        assert_eq!(Phone::parse("0755 8765 4321").unwrap().as_str(), "+8675587654321");
+        assert_eq!(Phone::parse("+1 (415) 555-0100").unwrap().as_str(), "+14155550100");
+        assert_eq!(Phone::parse("+852 9123 4567").unwrap().as_str(), "+85291234567");
     }
 
     #[test]
@@ -212,14 +190,8 @@ mod tests {
 
     #[test]
     fn masking_hides_the_middle() {
-        assert_eq!(
-            Phone::parse("13800138000").unwrap().masked(),
-            "+86138****8000"
-        );
-        assert_eq!(
-            Phone::parse("13800138000").unwrap().to_string(),
-            "+86138****8000"
-        );
+        assert_eq!(Phone::parse("13800138000").unwrap().masked(), "+86138****8000");
+        assert_eq!(Phone::parse("13800138000").unwrap().to_string(), "+86138****8000");
         assert_eq!(mask_email("alice@example.com"), "a***@example.com");
     }
 

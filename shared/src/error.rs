@@ -161,12 +161,8 @@ mod tests {
         let err = ApiError::invalid("phone", "not a phone number");
         let resp = err.error_response();
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            resp.headers().get("content-type").unwrap(),
-            "application/problem+json"
-        );
-        let body: serde_json::Value =
-            serde_json::from_slice(&to_bytes(resp.into_body()).await.unwrap()).unwrap();
+        assert_eq!(resp.headers().get("content-type").unwrap(), "application/problem+json");
+        let body: serde_json::Value = serde_json::from_slice(&to_bytes(resp.into_body()).await.unwrap()).unwrap();
         assert_eq!(body["status"], 422);
         assert_eq!(body["errors"][0]["field"], "phone");
         assert!(body["type"].as_str().unwrap().ends_with("/validation"));

@@ -44,12 +44,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             .and_then(|v| v.parse().ok());
         let mut payload = payload.take();
         Box::pin(async move {
-            let media = content_type
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
+            let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
             if media != "application/json" && !media.ends_with("+json") {
                 return Err(ApiError::UnsupportedMediaType(
                     "send the body as application/json".into(),
@@ -61,8 +56,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             let mut body = web::BytesMut::new();
             let mut too_large = false;
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+                let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
                 if body.len() + chunk.len() > limit {
                     too_large = true;
                 }
@@ -95,15 +89,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
-                ApiError::Validation(vec![FieldError::new(
-                    field,
-                    strip_position(&inner.to_string()),
-                )])
+                let field = if path == "." { "body".to_string() } else { path };
+                ApiError::Validation(vec![FieldError::new(field, strip_position(&inner.to_string()))])
             }
             _ => ApiError::BadRequest(format!("malformed JSON: {inner}")),
         }
@@ -132,8 +119,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(infra: web::Data<Infra>) -> HttpResponse {
-    let (store, bus, cache) =
-        tokio::join!(infra.store.ping(), infra.bus.ping(), infra.cache.ping());
+    let (store, bus, cache) = tokio::join!(infra.store.ping(), infra.bus.ping(), infra.cache.ping());
     let checks = json!({
         "store": store.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "bus": bus.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
@@ -163,21 +149,17 @@ async fn metrics_endpoint() -> HttpResponse {
 /// Installs problem+json handlers for path/query extraction errors.
 pub fn error_configs(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
-        web::PathConfig::default()
-            .error_handler(|err, _| ApiError::NotFound(format!("path parameter ({err})")).into()),
+        web::PathConfig::default().error_handler(|err, _| ApiError::NotFound(format!("path parameter ({err})")).into()),
     )
-    .app_data(web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::BadRequest(format!("invalid query string: {err}")).into()
-    }));
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(format!("invalid query string: {err}")).into()),
+    );
 }
 
 /// Answer for routes nobody serves.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "{} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
 }
 
 #[cfg(test)]
@@ -217,10 +199,7 @@ mod tests {
             parse_json::<Lead>(b"{\"phone\": "),
             Err(ApiError::BadRequest(_))
         ));
-        assert!(matches!(
-            parse_json::<Lead>(b"  "),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert!(matches!(parse_json::<Lead>(b"  "), Err(ApiError::BadRequest(_))));
         assert!(matches!(
             parse_json::<Lead>(b"{} trailing"),
             Err(ApiError::BadRequest(_))

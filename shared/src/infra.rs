@@ -27,9 +27,10 @@ impl Infra {
     /// Connects every backend the settings name (embedded ones otherwise) and
     /// applies migrations.
     pub async fn connect(settings: Settings) -> anyhow::Result<Infra> {
-        let jwt = settings.jwt.as_ref().context(
-            "configuration error in HUOKE_JWT_SECRET: set it (32+ bytes) or HUOKE_JWT_PUBLIC_KEY",
-        )?;
+        let jwt = settings
+            .jwt
+            .as_ref()
+            .context("configuration error in HUOKE_JWT_SECRET: set it (32+ bytes) or HUOKE_JWT_PUBLIC_KEY")?;
         let jwt = Arc::new(JwtKeys::from_config(jwt)?);
 
         let db_url = settings.effective_database_url();

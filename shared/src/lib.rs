@@ -6,20 +6,24 @@
 pub mod auth;
 pub mod bus;
 pub mod cache;
+pub mod capture;
 pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod contact;
 pub mod error;
+pub mod html;
 pub mod http;
 pub mod infra;
 pub mod messages;
 pub mod paging;
+pub mod ratelimit;
 pub mod repo;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod visitor;
 
 pub use error::{ApiError, ApiResult};
 pub use infra::Infra;
-pub use service::{Consumer, ServiceDef};
+pub use service::{Consumer, Running, ServiceDef};

@@ -117,11 +117,7 @@ mod tests {
 
     #[test]
     fn every_consumed_topic_has_a_queue() {
-        for topic in [
-            CaptureReceived::TOPIC,
-            LeadQualified::TOPIC,
-            LeadAssigned::TOPIC,
-        ] {
+        for topic in [CaptureReceived::TOPIC, LeadQualified::TOPIC, LeadAssigned::TOPIC] {
             assert!(
                 TOPOLOGY
                     .iter()

@@ -98,13 +98,8 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        let page = Page {
-            limit: 2,
-            after: None,
-        };
-        let paged = Paged::from_rows(vec!["a".to_string(), "b".into(), "c".into()], &page, |s| {
-            s.clone()
-        });
+        let page = Page { limit: 2, after: None };
+        let paged = Paged::from_rows(vec!["a".to_string(), "b".into(), "c".into()], &page, |s| s.clone());
         assert_eq!(paged.items.len(), 2);
         let q = PageQuery {
             limit: Some(2),

@@ -1,8 +1,11 @@
-//! What a service crate hands to the binary: its HTTP routes and its consumers.
+//! What a service crate hands to the binary: its HTTP routes, its consumers and any
+//! background tasks, started once per process and shared by every HTTP worker.
 
 use std::sync::Arc;
 
 use actix_web::web;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::bus::{ConsumerOptions, Handler};
 use crate::infra::Infra;
@@ -14,16 +17,28 @@ pub struct Consumer {
     pub handler: Arc<dyn Handler>,
 }
 
+pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// A started service: routes (called once per HTTP worker), consumers for the bus to
+/// run, and tasks it spawned itself (which stop when the stop signal turns true).
+pub struct Running {
+    pub routes: Routes,
+    pub consumers: Vec<Consumer>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn new(routes: fn(&mut web::ServiceConfig), consumers: Vec<Consumer>) -> Self {
+        Running {
+            routes: Arc::new(routes),
+            consumers,
+            tasks: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct ServiceDef {
     pub name: &'static str,
-    pub routes: fn(&mut web::ServiceConfig),
-    pub consumers: fn(&Infra) -> Vec<Consumer>,
-}
-
-impl ServiceDef {
-    /// A service with routes only.
-    pub fn no_consumers(_: &Infra) -> Vec<Consumer> {
-        Vec::new()
-    }
+    pub start: fn(&Infra, &watch::Receiver<bool>) -> Running,
 }

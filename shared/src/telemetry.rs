@@ -14,8 +14,7 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Logs go to stderr; `HUOKE_LOG` is the filter (default `info`), `HUOKE_LOG_FORMAT=json`
 /// gives one JSON object per line. Safe to call more than once.
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_env("HUOKE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
+    let filter = EnvFilter::try_from_env("HUOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn"));
     let json = std::env::var("HUOKE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -51,10 +50,7 @@ pub async fn http_metrics(
     let started = Instant::now();
     let method = req.method().to_string();
     let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     metrics::histogram!("huoke_http_request_seconds", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())

@@ -3,9 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use huoke_shared::bus::{
-    AmqpBus, Bus, ConsumerOptions, Envelope, Handler, HandlerError, Message, QueueSpec, SqlBus,
-};
+use huoke_shared::bus::{AmqpBus, Bus, ConsumerOptions, Envelope, Handler, HandlerError, Message, QueueSpec, SqlBus};
 use huoke_shared::store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -39,9 +37,7 @@ async fn bus_for(backend: Backend) -> (Environment, Arc<dyn Bus>) {
     let settings = env.settings();
     let bus: Arc<dyn Bus> = match backend {
         Backend::Embedded => {
-            let store = Store::connect(&settings.effective_database_url())
-                .await
-                .unwrap();
+            let store = Store::connect(&settings.effective_database_url()).await.unwrap();
             store.migrate().await.unwrap();
             Arc::new(SqlBus::new(store))
         }
@@ -106,9 +102,7 @@ async fn published_messages_are_delivered_once_acked(backend: Backend) {
     let (stop, rx) = watch::channel(false);
     let seen = consume(&bus, QUEUE, |_| Ok(()), fast(), &rx);
     for n in 0..5 {
-        bus.publish(&Envelope::new("t1", &Ping { n }))
-            .await
-            .unwrap();
+        bus.publish(&Envelope::new("t1", &Ping { n })).await.unwrap();
     }
     eventually(Duration::from_secs(5), "five deliveries", || async {
         (seen.lock().unwrap().len() >= 5).then_some(())
@@ -117,16 +111,10 @@ async fn published_messages_are_delivered_once_acked(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 5, "acked messages must not come back");
-    let mut ns: Vec<u32> = seen
-        .iter()
-        .map(|(e, _)| e.decode::<Ping>().unwrap().n)
-        .collect();
+    let mut ns: Vec<u32> = seen.iter().map(|(e, _)| e.decode::<Ping>().unwrap().n).collect();
     ns.sort();
     assert_eq!(ns, [0, 1, 2, 3, 4]);
-    assert!(
-        seen.iter()
-            .all(|(e, _)| e.tenant_id == "t1" && e.kind == "test.ping")
-    );
+    assert!(seen.iter().all(|(e, _)| e.tenant_id == "t1" && e.kind == "test.ping"));
     let _ = stop.send(true);
 }
 
@@ -163,13 +151,7 @@ async fn retries_redeliver_and_then_dead_letter(backend: Backend) {
     // Always failing: after max_attempts it is parked in the dead-letter queue.
     let (_env, bus) = bus_for(backend).await;
     let (stop, rx) = watch::channel(false);
-    let seen = consume(
-        &bus,
-        QUEUE,
-        |_| Err(HandlerError::Retry("down".into())),
-        fast(),
-        &rx,
-    );
+    let seen = consume(&bus, QUEUE, |_| Err(HandlerError::Retry("down".into())), fast(), &rx);
     let dead = consume(&bus, "contract.pings.dlq", |_| Ok(()), fast(), &rx);
     let sent = Envelope::new("t1", &Ping { n: 2 });
     bus.publish(&sent).await.unwrap();
@@ -185,13 +167,7 @@ async fn retries_redeliver_and_then_dead_letter(backend: Backend) {
 async fn rejected_messages_go_to_the_dead_letter_queue(backend: Backend) {
     let (_env, bus) = bus_for(backend).await;
     let (stop, rx) = watch::channel(false);
-    let seen = consume(
-        &bus,
-        QUEUE,
-        |_| Err(HandlerError::Reject("poison".into())),
-        fast(),
-        &rx,
-    );
+    let seen = consume(&bus, QUEUE, |_| Err(HandlerError::Reject("poison".into())), fast(), &rx);
     let dead = consume(&bus, "contract.pings.dlq", |_| Ok(()), fast(), &rx);
     let sent = Envelope::new("t1", &Ping { n: 3 });
     bus.publish(&sent).await.unwrap();
@@ -199,11 +175,7 @@ async fn rejected_messages_go_to_the_dead_letter_queue(backend: Backend) {
         (!dead.lock().unwrap().is_empty()).then_some(())
     })
     .await;
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        1,
-        "a rejected message is not retried"
-    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "a rejected message is not retried");
     assert_eq!(dead.lock().unwrap()[0].0, sent);
     let _ = stop.send(true);
 }
@@ -216,9 +188,7 @@ async fn delayed_messages_wait_their_time(backend: Backend) {
     bus.publish_delayed(&Envelope::new("t1", &Ping { n: 4 }), Duration::from_secs(2))
         .await
         .unwrap();
-    bus.publish(&Envelope::new("t1", &Ping { n: 5 }))
-        .await
-        .unwrap();
+    bus.publish(&Envelope::new("t1", &Ping { n: 5 })).await.unwrap();
     eventually(Duration::from_secs(10), "both deliveries", || async {
         (seen.lock().unwrap().len() >= 2).then_some(())
     })
@@ -230,9 +200,6 @@ async fn delayed_messages_wait_their_time(backend: Backend) {
         "the undelayed message overtakes"
     );
     let waited = seen[1].1 - published;
-    assert!(
-        waited >= Duration::from_millis(1900),
-        "delivered after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(1900), "delivered after {waited:?}");
     let _ = stop.send(true);
 }

@@ -32,18 +32,8 @@ async fn cache_counts_claims_and_expires(backend: Backend) {
     cache.del("k").await.unwrap();
     assert_eq!(cache.get("k").await.unwrap(), None);
 
-    assert!(
-        cache
-            .set_nx("claim", "a", Duration::from_millis(300))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !cache
-            .set_nx("claim", "b", Duration::from_millis(300))
-            .await
-            .unwrap()
-    );
+    assert!(cache.set_nx("claim", "a", Duration::from_millis(300)).await.unwrap());
+    assert!(!cache.set_nx("claim", "b", Duration::from_millis(300)).await.unwrap());
     assert_eq!(cache.get("claim").await.unwrap().as_deref(), Some("a"));
 
     // Concurrent increments are never lost.
@@ -71,11 +61,6 @@ async fn cache_counts_claims_and_expires(backend: Backend) {
         None,
         "counters take their TTL when created"
     );
-    assert!(
-        cache
-            .set_nx("claim", "c", Duration::from_secs(5))
-            .await
-            .unwrap()
-    );
+    assert!(cache.set_nx("claim", "c", Duration::from_secs(5)).await.unwrap());
     cache.ping().await.unwrap();
 }

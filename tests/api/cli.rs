@@ -74,19 +74,10 @@ async fn call(
         req = req.json(&b);
     }
     let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn login(
-    client: &reqwest::Client,
-    base: &str,
-    tenant: &str,
-    email: &str,
-    password: &str,
-) -> String {
+async fn login(client: &reqwest::Client, base: &str, tenant: &str, email: &str, password: &str) -> String {
     let (status, body) = call(
         client,
         reqwest::Method::POST,
@@ -146,14 +137,7 @@ async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it() {
         None,
     )
     .await;
-    let sdr = login(
-        &client,
-        &base,
-        "demo",
-        staff["email"].as_str().unwrap(),
-        PASSWORD,
-    )
-    .await;
+    let sdr = login(&client, &base, "demo", staff["email"].as_str().unwrap(), PASSWORD).await;
     let (_, inbox) = eventually(Duration::from_secs(5), "inbox", || async {
         let r = call(
             &client,
@@ -196,11 +180,7 @@ async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(created["slug"], "acme");
     let acme = login(&client, &base, "acme", "ops@acme.example", "acme-password").await;
@@ -237,22 +217,11 @@ async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it() {
 
     // A token minted by the operator command is accepted by the running server.
     let out = huoke()
-        .args([
-            "token",
-            "--tenant",
-            "demo",
-            "--email",
-            "admin@demo.local",
-            "--data",
-        ])
+        .args(["token", "--tenant", "demo", "--email", "admin@demo.local", "--data"])
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (status, me) = call(
         &client,
@@ -262,10 +231,7 @@ async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it() {
         None,
     )
     .await;
-    assert_eq!(
-        (status, me["email"].as_str()),
-        (200, Some("admin@demo.local"))
-    );
+    assert_eq!((status, me["email"].as_str()), (200, Some("admin@demo.local")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,7 @@ on_both_backends!(accepted_captures_finish_their_way_after_a_restart);
 /// them. After a full restart on the same storage every one reaches an inbox.
 async fn accepted_captures_finish_their_way_after_a_restart(backend: Backend) {
     let env = Environment::new(backend).await;
-    let intake_only = vec![
-        service_named("console").unwrap(),
-        service_named("intake").unwrap(),
-    ];
+    let intake_only = vec![service_named("console").unwrap(), service_named("intake").unwrap()];
     let app = TestApp::start(&env, intake_only).await;
     let admin = app.admin().await;
     let mut captures = Vec::new();
@@ -29,18 +26,14 @@ async fn accepted_captures_finish_their_way_after_a_restart(backend: Backend) {
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, pending) = app
-        .get(&admin, &format!("/v1/captures/{}", captures[0]))
-        .await;
+    let (_, pending) = app.get(&admin, &format!("/v1/captures/{}", captures[0])).await;
     assert_eq!(pending["status"], "pending");
     app.stop().await;
 
     let app = TestApp::start(&env, all_services()).await;
     let admin = app.admin().await;
     for c in &captures {
-        let lead = app
-            .wait_for_assigned_lead(&admin, c, Duration::from_secs(10))
-            .await;
+        let lead = app.wait_for_assigned_lead(&admin, c, Duration::from_secs(10)).await;
         assert_eq!(lead["assignment"]["state"], "offered");
     }
     app.stop().await;

@@ -46,10 +46,7 @@ pub fn services_available() -> bool {
         return true;
     }
     if std::env::var("HUOKE_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") {
-        panic!(
-            "HUOKE_REQUIRE_BACKENDS=1 but {} not set",
-            missing.join(", ")
-        );
+        panic!("HUOKE_REQUIRE_BACKENDS=1 but {} not set", missing.join(", "));
     }
     eprintln!("skipping: {} not set", missing.join(", "));
     false
@@ -172,13 +169,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let resp = self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -204,12 +195,7 @@ impl TestApp {
     }
 
     /// Waits until the capture is qualified and its lead assigned; returns the lead.
-    pub async fn wait_for_assigned_lead(
-        &self,
-        token: &str,
-        capture_id: &str,
-        within: Duration,
-    ) -> Value {
+    pub async fn wait_for_assigned_lead(&self, token: &str, capture_id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let (_, capture) = self.get(token, &format!("/v1/captures/{capture_id}")).await;

@@ -37,19 +37,12 @@ async fn bad_input_gets_a_problem_document_never_a_500(backend: Backend) {
     };
 
     assert_problem(
-        post(b"{\"phone\": \"138".to_vec(), "application/json")
-            .await
-            .unwrap(),
+        post(b"{\"phone\": \"138".to_vec(), "application/json").await.unwrap(),
         400,
         "malformed JSON",
     )
     .await;
-    assert_problem(
-        post(b"".to_vec(), "application/json").await.unwrap(),
-        400,
-        "empty body",
-    )
-    .await;
+    assert_problem(post(b"".to_vec(), "application/json").await.unwrap(), 400, "empty body").await;
     assert_problem(
         post(b"[1,2]".to_vec(), "application/json").await.unwrap(),
         422,
@@ -58,23 +51,14 @@ async fn bad_input_gets_a_problem_document_never_a_500(backend: Backend) {
     .await;
 
     let body = assert_problem(
-        post(
-            br#"{"name": "Li", "channel": "api"}"#.to_vec(),
-            "application/json",
-        )
-        .await
-        .unwrap(),
+        post(br#"{"name": "Li", "channel": "api"}"#.to_vec(), "application/json")
+            .await
+            .unwrap(),
         422,
         "no contact",
     )
     .await;
-    assert!(
-        body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["field"] == "phone")
-    );
+    assert!(body["errors"].as_array().unwrap().iter().any(|e| e["field"] == "phone"));
 
     let body = assert_problem(
         post(
@@ -169,12 +153,7 @@ async fn bad_input_gets_a_problem_document_never_a_500(backend: Backend) {
         .await
         .unwrap();
     assert_problem(resp, 404, "unknown capture").await;
-    let resp = app
-        .client
-        .get(app.url("/v1/nothing-here"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/v1/nothing-here")).send().await.unwrap();
     assert_problem(resp, 404, "unknown route").await;
     let resp = app
         .client

@@ -73,39 +73,24 @@ async fn a_lead_reaches_an_sdr_inbox_and_is_accepted(backend: Backend) {
         .unwrap();
     let other = app.login("demo", other_email, PASSWORD).await;
     let (status, _) = app
-        .post(
-            &other,
-            &format!("/v1/assignments/{assignment_id}/accept"),
-            &json!({}),
-        )
+        .post(&other, &format!("/v1/assignments/{assignment_id}/accept"), &json!({}))
         .await;
     assert_eq!(status, 403);
 
     let (status, accepted) = app
-        .post(
-            &sdr,
-            &format!("/v1/assignments/{assignment_id}/accept"),
-            &json!({}),
-        )
+        .post(&sdr, &format!("/v1/assignments/{assignment_id}/accept"), &json!({}))
         .await;
     assert_eq!(status, 200, "{accepted}");
     assert_eq!(accepted["state"], "accepted");
     // Accepting twice answers the same.
     let (status, again) = app
-        .post(
-            &sdr,
-            &format!("/v1/assignments/{assignment_id}/accept"),
-            &json!({}),
-        )
+        .post(&sdr, &format!("/v1/assignments/{assignment_id}/accept"), &json!({}))
         .await;
     assert_eq!(status, 200);
     assert_eq!(again["state"], "accepted");
 
     let (_, lead) = app
-        .get(
-            &admin,
-            &format!("/v1/leads/{}", lead["id"].as_str().unwrap()),
-        )
+        .get(&admin, &format!("/v1/leads/{}", lead["id"].as_str().unwrap()))
         .await;
     assert_eq!(lead["assignment"]["state"], "accepted");
     assert_eq!(lead["status"], "accepted");
@@ -127,14 +112,9 @@ async fn the_same_person_written_differently_is_one_lead(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
     let first = app
-        .post_lead(
-            &admin,
-            json!({"phone": "+86 138-0013-8000", "channel": "ads"}),
-        )
+        .post_lead(&admin, json!({"phone": "+86 138-0013-8000", "channel": "ads"}))
         .await;
-    let first_lead = app
-        .wait_for_assigned_lead(&admin, &first, Duration::from_secs(5))
-        .await;
+    let first_lead = app.wait_for_assigned_lead(&admin, &first, Duration::from_secs(5)).await;
     let second = app
         .post_lead(
             &admin,
@@ -150,17 +130,12 @@ async fn the_same_person_written_differently_is_one_lead(backend: Backend) {
     let second_lead = app
         .wait_for_assigned_lead(&admin, &second, Duration::from_secs(5))
         .await;
-    let third_lead = app
-        .wait_for_assigned_lead(&admin, &third, Duration::from_secs(5))
-        .await;
+    let third_lead = app.wait_for_assigned_lead(&admin, &third, Duration::from_secs(5)).await;
     assert_eq!(first_lead["id"], second_lead["id"]);
     assert_eq!(first_lead["id"], third_lead["id"]);
 
     let (_, lead) = app
-        .get(
-            &admin,
-            &format!("/v1/leads/{}", first_lead["id"].as_str().unwrap()),
-        )
+        .get(&admin, &format!("/v1/leads/{}", first_lead["id"].as_str().unwrap()))
         .await;
     assert_eq!(lead["touches"].as_array().unwrap().len(), 3);
     assert_eq!(lead["company"], "Acme");
@@ -187,18 +162,13 @@ async fn round_robin_spreads_new_leads_over_the_sdrs(backend: Backend) {
     let mut captures = Vec::new();
     for i in 0..6 {
         captures.push(
-            app.post_lead(
-                &admin,
-                json!({"email": format!("p{i}@example.com"), "channel": "api"}),
-            )
-            .await,
+            app.post_lead(&admin, json!({"email": format!("p{i}@example.com"), "channel": "api"}))
+                .await,
         );
     }
     let mut per_owner: HashMap<String, usize> = HashMap::new();
     for c in &captures {
-        let lead = app
-            .wait_for_assigned_lead(&admin, c, Duration::from_secs(10))
-            .await;
+        let lead = app.wait_for_assigned_lead(&admin, c, Duration::from_secs(10)).await;
         *per_owner
             .entry(lead["owner_id"].as_str().unwrap().to_string())
             .or_default() += 1;
@@ -231,10 +201,13 @@ async fn owner_hint_routes_to_that_sdr(backend: Backend) {
         .unwrap()
         .to_string();
     for i in 0..3 {
-        let c = app.post_lead(&admin, json!({"email": format!("h{i}@example.com"), "channel": "smart_card", "owner_hint": sdr3})).await;
-        let lead = app
-            .wait_for_assigned_lead(&admin, &c, Duration::from_secs(5))
+        let c = app
+            .post_lead(
+                &admin,
+                json!({"email": format!("h{i}@example.com"), "channel": "smart_card", "owner_hint": sdr3}),
+            )
             .await;
+        let lead = app.wait_for_assigned_lead(&admin, &c, Duration::from_secs(5)).await;
         assert_eq!(lead["owner_id"], sdr3.as_str());
         assert_eq!(lead["assignment"]["reason"], "owner_hint");
     }
@@ -245,9 +218,7 @@ async fn owner_hint_routes_to_that_sdr(backend: Backend) {
             json!({"email": "h9@example.com", "channel": "smart_card", "owner_hint": admin_id}),
         )
         .await;
-    let lead = app
-        .wait_for_assigned_lead(&admin, &c, Duration::from_secs(5))
-        .await;
+    let lead = app.wait_for_assigned_lead(&admin, &c, Duration::from_secs(5)).await;
     assert_eq!(lead["assignment"]["reason"], "round_robin");
     app.stop().await;
 }

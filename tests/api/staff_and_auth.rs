@@ -70,16 +70,11 @@ async fn admins_manage_staff_and_everyone_sees_themselves(backend: Backend) {
     let (_, page1) = app.get(&admin, "/v1/staff?limit=2").await;
     assert_eq!(page1["items"].as_array().unwrap().len(), 2);
     let cursor = page1["next_cursor"].as_str().unwrap();
-    let (_, page2) = app
-        .get(&admin, &format!("/v1/staff?limit=2&cursor={cursor}"))
-        .await;
+    let (_, page2) = app.get(&admin, &format!("/v1/staff?limit=2&cursor={cursor}")).await;
     let (_, page3) = app
         .get(
             &admin,
-            &format!(
-                "/v1/staff?limit=2&cursor={}",
-                page2["next_cursor"].as_str().unwrap()
-            ),
+            &format!("/v1/staff?limit=2&cursor={}", page2["next_cursor"].as_str().unwrap()),
         )
         .await;
     assert_eq!(page3["items"].as_array().unwrap().len(), 1);

@@ -23,9 +23,7 @@ async fn a_tenant_never_sees_another_tenants_data(backend: Backend) {
     .await
     .unwrap();
     let demo = app.admin().await;
-    let other = app
-        .login("other", "boss@other.example", "other-password")
-        .await;
+    let other = app.login("other", "boss@other.example", "other-password").await;
 
     let capture = app
         .post_lead(&demo, json!({"phone": "13700137000", "channel": "api"}))
@@ -55,10 +53,7 @@ async fn a_tenant_never_sees_another_tenants_data(backend: Backend) {
     let (status, _) = app
         .post(
             &other,
-            &format!(
-                "/v1/assignments/{}/accept",
-                lead["assignment"]["id"].as_str().unwrap()
-            ),
+            &format!("/v1/assignments/{}/accept", lead["assignment"]["id"].as_str().unwrap()),
             &json!({}),
         )
         .await;
@@ -69,14 +64,10 @@ async fn a_tenant_never_sees_another_tenants_data(backend: Backend) {
     let theirs = app
         .post_lead(&other, json!({"phone": "13700137000", "channel": "api"}))
         .await;
-    let their_lead = crate::helpers::eventually(
-        Duration::from_secs(5),
-        "the other tenant's lead",
-        || async {
-            let (_, c) = app.get(&other, &format!("/v1/captures/{theirs}")).await;
-            c["lead_id"].as_str().map(str::to_string)
-        },
-    )
+    let their_lead = crate::helpers::eventually(Duration::from_secs(5), "the other tenant's lead", || async {
+        let (_, c) = app.get(&other, &format!("/v1/captures/{theirs}")).await;
+        c["lead_id"].as_str().map(str::to_string)
+    })
     .await;
     assert_ne!(their_lead, lead_id);
     let (status, _) = app.get(&demo, &format!("/v1/leads/{their_lead}")).await;
@@ -95,20 +86,14 @@ async fn idempotency_keys_replay_and_refuse_other_bodies(backend: Backend) {
             .json(&body)
             .send()
     };
-    let first = send(json!({"phone": "13600136000", "channel": "api"}))
-        .await
-        .unwrap();
+    let first = send(json!({"phone": "13600136000", "channel": "api"})).await.unwrap();
     assert_eq!(first.status(), 202);
     let first: serde_json::Value = first.json().await.unwrap();
-    let again = send(json!({"channel": "api", "phone": "13600136000"}))
-        .await
-        .unwrap();
+    let again = send(json!({"channel": "api", "phone": "13600136000"})).await.unwrap();
     assert_eq!(again.status(), 202);
     let again: serde_json::Value = again.json().await.unwrap();
     assert_eq!(first["capture_id"], again["capture_id"]);
-    let conflict = send(json!({"phone": "13600136001", "channel": "api"}))
-        .await
-        .unwrap();
+    let conflict = send(json!({"phone": "13600136001", "channel": "api"})).await.unwrap();
     assert_eq!(conflict.status(), 409);
     app.stop().await;
 }

@@ -2,13 +2,12 @@
 //! place in the binary so deployment files and health endpoints are in place.
 
 use actix_web::web;
-use huoke_shared::ServiceDef;
+use huoke_shared::{Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "cards",
-        routes,
-        consumers: ServiceDef::no_consumers,
+        start: |_, _| Running::new(routes, Vec::new()),
     }
 }
 

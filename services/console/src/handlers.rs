@@ -24,18 +24,13 @@ fn bad_credentials() -> ApiError {
     ApiError::Unauthorized("tenant, e-mail or password is wrong".into())
 }
 
-pub async fn issue_token(
-    infra: web::Data<Infra>,
-    body: Json<TokenRequest>,
-) -> ApiResult<HttpResponse> {
+pub async fn issue_token(infra: web::Data<Infra>, body: Json<TokenRequest>) -> ApiResult<HttpResponse> {
     let req = body.0;
     let tenant = tenants::by_slug(&infra.store, req.tenant.trim())
         .await?
         .ok_or_else(bad_credentials)?;
     let member = staff::by_email(&infra.store, &tenant.id, &req.email).await?;
-    let member = member
-        .filter(|m| m.active != 0)
-        .ok_or_else(bad_credentials)?;
+    let member = member.filter(|m| m.active != 0).ok_or_else(bad_credentials)?;
     let hash = member.password_hash.clone().ok_or_else(bad_credentials)?;
     // argon2 is deliberately slow: keep it off the async worker.
     let ok = web::block(move || verify_password(&req.password, &hash))
@@ -45,11 +40,8 @@ pub async fn issue_token(
         return Err(bad_credentials());
     }
     let ttl = infra.settings.token_ttl.as_secs() as i64;
-    let token = infra
-        .jwt
-        .issue(&member.id, &tenant.id, &member.roles(), ttl)?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
+    let token = infra.jwt.issue(&member.id, &tenant.id, &member.roles(), ttl)?;
+    Ok(HttpResponse::Ok().json(json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
 }
 
 #[derive(Deserialize)]
@@ -104,15 +96,9 @@ pub async fn create_staff(
         }
     }
     if req.working_hours.as_ref().is_some_and(|w| !w.is_object()) {
-        errors.push(FieldError::new(
-            "working_hours",
-            "an object of weekday → time windows",
-        ));
+        errors.push(FieldError::new("working_hours", "an object of weekday → time windows"));
     }
-    let timezone = req
-        .timezone
-        .clone()
-        .unwrap_or_else(|| "Asia/Shanghai".into());
+    let timezone = req.timezone.clone().unwrap_or_else(|| "Asia/Shanghai".into());
     if timezone.is_empty() || timezone.len() > 64 {
         errors.push(FieldError::new("timezone", "an IANA time zone name"));
     }
@@ -166,22 +152,12 @@ pub async fn list_staff(
 ) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin, Role::Manager])?;
     let page = query.parse()?;
-    let rows = staff::list(
-        &infra.store,
-        &caller.tenant_id,
-        page.after.as_deref(),
-        page.limit,
-    )
-    .await?;
+    let rows = staff::list(&infra.store, &caller.tenant_id, page.after.as_deref(), page.limit).await?;
     let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
     Ok(HttpResponse::Ok().json(Paged::from_rows(views, &page, |v| v.id.clone())))
 }
 
-pub async fn get_staff(
-    infra: web::Data<Infra>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn get_staff(infra: web::Data<Infra>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     if id != caller.staff_id {
         caller.require_any(&[Role::Admin, Role::Manager])?;
@@ -195,14 +171,11 @@ pub async fn get_staff(
 pub async fn me(infra: web::Data<Infra>, caller: Caller) -> ApiResult<HttpResponse> {
     let row = staff::by_id(&infra.store, &caller.tenant_id, &caller.staff_id)
         .await?
-        .ok_or_else(|| {
-            ApiError::Unauthorized("this token's staff member no longer exists".into())
-        })?;
+        .ok_or_else(|| ApiError::Unauthorized("this token's staff member no longer exists".into()))?;
     let tenant = tenants::by_id(&infra.store, &caller.tenant_id).await?;
     let mut view = serde_json::to_value(row.view()).map_err(anyhow::Error::from)?;
     if let Some(t) = tenant {
-        view["tenant"] =
-            json!({"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone});
+        view["tenant"] = json!({"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone});
     }
     Ok(HttpResponse::Ok().json(view))
 }

@@ -5,13 +5,12 @@ mod handlers;
 mod teams;
 
 use actix_web::web;
-use huoke_shared::ServiceDef;
+use huoke_shared::{Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "console",
-        routes,
-        consumers: ServiceDef::no_consumers,
+        start: |_, _| Running::new(routes, Vec::new()),
     }
 }
 

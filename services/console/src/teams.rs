@@ -31,11 +31,7 @@ pub async fn exists(infra: &Infra, tenant_id: &str, team_id: &str) -> sqlx::Resu
     Ok(n > 0)
 }
 
-pub async fn create_team(
-    infra: web::Data<Infra>,
-    caller: Caller,
-    body: Json<NewTeam>,
-) -> ApiResult<HttpResponse> {
+pub async fn create_team(infra: web::Data<Infra>, caller: Caller, body: Json<NewTeam>) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin, Role::Manager])?;
     let req = body.0;
     let name = req.name.trim().to_string();
@@ -48,10 +44,7 @@ pub async fn create_team(
         .map(|m| ("manager_id", m))
         .chain(req.members.iter().map(|m| ("members", m)))
     {
-        if staff::by_id(&infra.store, &caller.tenant_id, id)
-            .await?
-            .is_none()
-        {
+        if staff::by_id(&infra.store, &caller.tenant_id, id).await?.is_none() {
             return Err(ApiError::invalid(field, format!("no staff member {id}")));
         }
     }
@@ -71,7 +64,9 @@ pub async fn create_team(
         .execute(&mut *tx)
         .await
         .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict("a team with this name exists".into()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                ApiError::Conflict("a team with this name exists".into())
+            }
             _ => e.into(),
         })?;
     for member in &req.members {
@@ -90,12 +85,11 @@ pub async fn create_team(
 }
 
 pub async fn list_teams(infra: web::Data<Infra>, caller: Caller) -> ApiResult<HttpResponse> {
-    let rows: Vec<TeamRow> = sqlx::query_as(
-        "SELECT id, name, manager_id, created_at FROM teams WHERE tenant_id = $1 ORDER BY name",
-    )
-    .bind(&caller.tenant_id)
-    .fetch_all(infra.store.pool())
-    .await?;
+    let rows: Vec<TeamRow> =
+        sqlx::query_as("SELECT id, name, manager_id, created_at FROM teams WHERE tenant_id = $1 ORDER BY name")
+            .bind(&caller.tenant_id)
+            .fetch_all(infra.store.pool())
+            .await?;
     let items: Vec<_> = rows
         .into_iter()
         .map(|t| serde_json::json!({"id": t.id, "name": t.name, "manager_id": t.manager_id, "created_at": rfc3339(t.created_at)}))

@@ -2,19 +2,15 @@
 //! makes them durable (capture row + outbox row in one transaction) and only then
 //! answers 202. The outbox relay publishes `capture.received`.
 
-mod capture;
 mod handlers;
 
-pub use capture::{CaptureInput, validate};
-
 use actix_web::web;
-use huoke_shared::ServiceDef;
+use huoke_shared::{Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "intake",
-        routes,
-        consumers: ServiceDef::no_consumers,
+        start: |_, _| Running::new(routes, Vec::new()),
     }
 }
 

@@ -39,11 +39,7 @@ struct InboxItem {
 }
 
 /// `GET /v1/inbox`: the caller's assignments, newest first.
-pub async fn list(
-    infra: web::Data<Infra>,
-    caller: Caller,
-    query: web::Query<PageQuery>,
-) -> ApiResult<HttpResponse> {
+pub async fn list(infra: web::Data<Infra>, caller: Caller, query: web::Query<PageQuery>) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Sdr])?;
     let page = query.parse()?;
     let rows: Vec<InboxRow> = sqlx::query_as(
@@ -79,11 +75,7 @@ pub async fn list(
 
 /// `POST /v1/assignments/{id}/accept`: the assignee takes the lead; the SLA clock stops.
 /// Accepting again is harmless and answers the same.
-pub async fn accept(
-    infra: web::Data<Infra>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn accept(infra: web::Data<Infra>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant_id.as_str();
     let mut tx = infra.store.begin().await?;
     let row: Option<(String, String, String, i64)> = sqlx::query_as(
@@ -93,8 +85,7 @@ pub async fn accept(
     .bind(id.as_str())
     .fetch_optional(&mut *tx)
     .await?;
-    let (staff_id, lead_id, state, updated_at) =
-        row.ok_or_else(|| ApiError::not_found("assignment"))?;
+    let (staff_id, lead_id, state, updated_at) = row.ok_or_else(|| ApiError::not_found("assignment"))?;
     if staff_id != caller.staff_id {
         return Err(ApiError::Forbidden(
             "only the assignee can accept this assignment".into(),
@@ -112,12 +103,14 @@ pub async fn accept(
         }
     }
     let now = now_ms();
-    sqlx::query("UPDATE inbox_items SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND assignment_id = $3")
-        .bind(now)
-        .bind(tenant)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE inbox_items SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND assignment_id = $3",
+    )
+    .bind(now)
+    .bind(tenant)
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE assignments SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND state = 'offered'")
         .bind(now)
         .bind(tenant)
@@ -147,5 +140,7 @@ pub async fn accept(
     Outbox::add(&mut tx, &Envelope::new(tenant, &event)).await?;
     tx.commit().await?;
     infra.kick_outbox();
-    Ok(HttpResponse::Ok().json(json!({"assignment_id": id.as_str(), "lead_id": lead_id, "state": "accepted", "accepted_at": rfc3339(now)})))
+    Ok(HttpResponse::Ok().json(
+        json!({"assignment_id": id.as_str(), "lead_id": lead_id, "state": "accepted", "accepted_at": rfc3339(now)}),
+    ))
 }

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use actix_web::web;
 use huoke_shared::bus::ConsumerOptions;
 use huoke_shared::messages::queues;
-use huoke_shared::{Consumer, Infra, ServiceDef};
+use huoke_shared::{Consumer, Infra, Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "pool",
-        routes,
-        consumers,
+        start: |infra, _| Running::new(routes, consumers(infra)),
     }
 }
 
@@ -31,8 +30,6 @@ fn consumers(infra: &Infra) -> Vec<Consumer> {
             prefetch: infra.settings.bus_prefetch,
             ..Default::default()
         },
-        handler: Arc::new(consumer::ProjectAssignments {
-            infra: infra.clone(),
-        }),
+        handler: Arc::new(consumer::ProjectAssignments { infra: infra.clone() }),
     }]
 }

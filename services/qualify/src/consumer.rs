@@ -176,8 +176,7 @@ impl Handler for QualifyCaptures {
         .execute(&mut *tx)
         .await?;
 
-        let profile =
-            profile_of(&mut tx, tenant, &lead_id, capture.consent.unwrap_or(false)).await?;
+        let profile = profile_of(&mut tx, tenant, &lead_id, capture.consent.unwrap_or(false)).await?;
         let scored = score(&profile);
         sqlx::query("UPDATE leads SET score = $1, grade = $2, score_reasons = $3, is_mql = $4, updated_at = $5 WHERE tenant_id = $6 AND id = $7")
             .bind(scored.points)
@@ -206,13 +205,15 @@ impl Handler for QualifyCaptures {
         )
         .await?;
 
-        sqlx::query("UPDATE captures SET status = 'qualified', lead_id = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4")
-            .bind(&lead_id)
-            .bind(now)
-            .bind(tenant)
-            .bind(&capture.capture_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE captures SET status = 'qualified', lead_id = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(&lead_id)
+        .bind(now)
+        .bind(tenant)
+        .bind(&capture.capture_id)
+        .execute(&mut *tx)
+        .await?;
 
         let event = LeadQualified {
             lead_id: lead_id.clone(),
@@ -231,33 +232,24 @@ impl Handler for QualifyCaptures {
     }
 }
 
-async fn profile_of(
-    tx: &mut Tx,
-    tenant: &str,
-    lead_id: &str,
-    consent: bool,
-) -> sqlx::Result<Profile> {
-    let lead = sqlx::query(
-        "SELECT name, company, title, phone, email FROM leads WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(lead_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let kinds: Vec<String> = sqlx::query_scalar(
-        "SELECT kind FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2",
-    )
-    .bind(tenant)
-    .bind(lead_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let channels: Vec<String> = sqlx::query_scalar(
-        "SELECT channel FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2",
-    )
-    .bind(tenant)
-    .bind(lead_id)
-    .fetch_all(&mut **tx)
-    .await?;
+async fn profile_of(tx: &mut Tx, tenant: &str, lead_id: &str, consent: bool) -> sqlx::Result<Profile> {
+    let lead = sqlx::query("SELECT name, company, title, phone, email FROM leads WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(lead_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2")
+            .bind(tenant)
+            .bind(lead_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let channels: Vec<String> =
+        sqlx::query_scalar("SELECT channel FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2")
+            .bind(tenant)
+            .bind(lead_id)
+            .fetch_all(&mut **tx)
+            .await?;
     let present = |col: &str| lead.get::<Option<String>, _>(col).is_some();
     let mut distinct = channels.clone();
     distinct.sort();

@@ -41,11 +41,7 @@ fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-pub async fn get_lead(
-    infra: web::Data<Infra>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn get_lead(infra: web::Data<Infra>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let pool = infra.store.pool();
     let tenant = caller.tenant_id.as_str();
     let lead: LeadRow = sqlx::query_as(
@@ -58,12 +54,13 @@ pub async fn get_lead(
     .await?
     .ok_or_else(|| ApiError::not_found("lead"))?;
 
-    let identities: Vec<(String, String)> =
-        sqlx::query_as("SELECT kind, value FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2 ORDER BY created_at, kind")
-            .bind(tenant)
-            .bind(&lead.id)
-            .fetch_all(pool)
-            .await?;
+    let identities: Vec<(String, String)> = sqlx::query_as(
+        "SELECT kind, value FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2 ORDER BY created_at, kind",
+    )
+    .bind(tenant)
+    .bind(&lead.id)
+    .fetch_all(pool)
+    .await?;
     let touches: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT capture_id, channel, campaign_id, occurred_at FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2 ORDER BY occurred_at",
     )

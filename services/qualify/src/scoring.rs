@@ -37,8 +37,7 @@ fn channel_points(channel: &str) -> i64 {
     match channel {
         "employee_live_code" | "smart_card" | "referral" | "wecom" | "card_scan" => 15,
         "seminar" | "live_stream" | "call_center" | "web_form" | "website" => 10,
-        "ads" | "fission_poster" | "mini_program" | "qr_code" | "channel_code"
-        | "group_live_code" => 5,
+        "ads" | "fission_poster" | "mini_program" | "qr_code" | "channel_code" | "group_live_code" => 5,
         _ => 0,
     }
 }
@@ -67,10 +66,7 @@ pub fn score(p: &Profile) -> Score {
         add(&format!("came through {channel}"), points);
     }
     // Each repeat touch shows intent; capped so spam cannot buy an A.
-    add(
-        "came back again",
-        (p.touches.saturating_sub(1) as i64 * 5).min(15),
-    );
+    add("came back again", (p.touches.saturating_sub(1) as i64 * 5).min(15));
     let points: i64 = reasons.iter().map(|r| r.points).sum::<i64>().clamp(0, 100);
     let grade = match points {
         70.. => "A",
@@ -143,11 +139,7 @@ mod tests {
             ..base.clone()
         })
         .points;
-        let many = score(&Profile {
-            touches: 50,
-            ..base
-        })
-        .points;
+        let many = score(&Profile { touches: 50, ..base }).points;
         assert_eq!(twice - once, 5);
         assert_eq!(many - once, 15);
     }

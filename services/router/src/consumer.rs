@@ -62,10 +62,7 @@ impl Handler for RouteLeads {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(current_owner) = owner else {
-            return Err(HandlerError::Reject(format!(
-                "lead {} does not exist",
-                event.lead_id
-            )));
+            return Err(HandlerError::Reject(format!("lead {} does not exist", event.lead_id)));
         };
         if let Some(owner) = current_owner {
             history(
@@ -80,10 +77,7 @@ impl Handler for RouteLeads {
             return Ok(());
         }
 
-        let needs_cursor = event
-            .owner_hint
-            .as_ref()
-            .is_none_or(|h| !eligible.contains(h));
+        let needs_cursor = event.owner_hint.as_ref().is_none_or(|h| !eligible.contains(h));
         let cursor = if needs_cursor && !eligible.is_empty() {
             let key = format!("router:rr:{tenant}");
             (self.infra.cache.incr(&key, 1, None).await? - 1).max(0) as u64

@@ -37,9 +37,7 @@ mod tests {
 
     #[test]
     fn round_robin_visits_everyone_in_turn() {
-        let picks: Vec<_> = (0..6)
-            .map(|c| pick_owner(None, &sdrs(), c).unwrap().staff_id)
-            .collect();
+        let picks: Vec<_> = (0..6).map(|c| pick_owner(None, &sdrs(), c).unwrap().staff_id).collect();
         assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
     }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -60,9 +60,7 @@ impl AmqpBus {
                 declared_delays: Mutex::new(HashSet::new()),
             }),
         };
-        bus.connection()
-            .await
-            .context("connecting to RabbitMQ (AMQP_URL)")?;
+        bus.connection().await.context("connecting to RabbitMQ (AMQP_URL)")?;
         Ok(bus)
     }
 
@@ -77,8 +75,7 @@ impl AmqpBus {
                 return Ok(conn.clone());
             }
         }
-        let conn =
-            Arc::new(Connection::connect(&self.inner.url, ConnectionProperties::default()).await?);
+        let conn = Arc::new(Connection::connect(&self.inner.url, ConnectionProperties::default()).await?);
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -180,10 +177,7 @@ impl AmqpBus {
 
     fn add_expiry(&self, args: &mut FieldTable) {
         if let Some(expires) = self.inner.queue_expires {
-            args.insert(
-                "x-expires".into(),
-                AMQPValue::LongLongInt(expires.as_millis() as i64),
-            );
+            args.insert("x-expires".into(), AMQPValue::LongLongInt(expires.as_millis() as i64));
         }
     }
 
@@ -196,8 +190,7 @@ impl AmqpBus {
     ) -> anyhow::Result<()> {
         let name = self.queue_name(queue);
         let ch = self.connection().await?.create_channel().await?;
-        ch.basic_qos(options.prefetch, BasicQosOptions::default())
-            .await?;
+        ch.basic_qos(options.prefetch, BasicQosOptions::default()).await?;
         let mut deliveries = ch
             .basic_consume(
                 name.as_str().into(),
@@ -228,10 +221,7 @@ impl AmqpBus {
                 Err(HandlerError::Retry(reason)) if attempts < options.max_attempts => {
                     tracing::warn!(%queue, attempts, %reason, "handler failed; will redeliver");
                     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-                    headers.insert(
-                        ATTEMPTS_HEADER.into(),
-                        AMQPValue::LongLongInt(attempts as i64),
-                    );
+                    headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongLongInt(attempts as i64));
                     let message_id = delivery
                         .properties
                         .message_id()
@@ -239,14 +229,8 @@ impl AmqpBus {
                         .map(|s| s.to_string())
                         .unwrap_or_default();
                     // Confirmed into the retry queue before the original is acked.
-                    self.publish_to(
-                        "",
-                        &format!("{name}.retry"),
-                        &delivery.data,
-                        headers,
-                        &message_id,
-                    )
-                    .await?;
+                    self.publish_to("", &format!("{name}.retry"), &delivery.data, headers, &message_id)
+                        .await?;
                     delivery.acker.ack(BasicAckOptions::default()).await?;
                 }
                 Err(err) => {
@@ -283,20 +267,10 @@ async fn declare_exchanges(ch: &Channel, exchange: &str, dlx: &str) -> anyhow::R
         durable: true,
         ..Default::default()
     };
-    ch.exchange_declare(
-        exchange.into(),
-        ExchangeKind::Topic,
-        durable,
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        dlx.into(),
-        ExchangeKind::Direct,
-        durable,
-        FieldTable::default(),
-    )
-    .await?;
+    ch.exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    ch.exchange_declare(dlx.into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .await?;
     Ok(())
 }
 
@@ -308,10 +282,7 @@ impl Bus for AmqpBus {
         for queue in queues {
             let name = self.queue_name(queue.name);
             let mut main_args = FieldTable::default();
-            main_args.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
+            main_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
             main_args.insert(
                 "x-dead-letter-exchange".into(),
                 AMQPValue::LongString(self.inner.dead_letter_exchange.as_str().into()),
@@ -321,12 +292,8 @@ impl Bus for AmqpBus {
                 AMQPValue::LongString(name.as_str().into()),
             );
             self.add_expiry(&mut main_args);
-            ch.queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                main_args,
-            )
-            .await?;
+            ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), main_args)
+                .await?;
             for key in queue.bindings {
                 ch.queue_bind(
                     name.as_str().into(),
@@ -341,12 +308,8 @@ impl Bus for AmqpBus {
             let mut dlq_args = FieldTable::default();
             self.add_expiry(&mut dlq_args);
             let dlq = format!("{name}.dlq");
-            ch.queue_declare(
-                dlq.as_str().into(),
-                QueueDeclareOptions::durable(),
-                dlq_args,
-            )
-            .await?;
+            ch.queue_declare(dlq.as_str().into(), QueueDeclareOptions::durable(), dlq_args)
+                .await?;
             ch.queue_bind(
                 dlq.as_str().into(),
                 self.inner.dead_letter_exchange.as_str().into(),
@@ -358,10 +321,7 @@ impl Bus for AmqpBus {
 
             let mut retry_args = FieldTable::default();
             retry_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000));
-            retry_args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString("".into()),
-            );
+            retry_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
             retry_args.insert(
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(name.as_str().into()),
@@ -395,14 +355,8 @@ impl Bus for AmqpBus {
         let ms = delay.as_millis().div_ceil(1000) as u64 * 1000;
         let exchange = self.ensure_delay_tier(ms).await?;
         let body = serde_json::to_vec(envelope)?;
-        self.publish_to(
-            &exchange,
-            &envelope.kind,
-            &body,
-            FieldTable::default(),
-            &envelope.id,
-        )
-        .await
+        self.publish_to(&exchange, &envelope.kind, &body, FieldTable::default(), &envelope.id)
+            .await
     }
 
     fn consume(
@@ -419,10 +373,7 @@ impl Bus for AmqpBus {
                 if *stop.borrow() {
                     return;
                 }
-                match bus
-                    .consume_session(queue, &options, &handler, &mut stop)
-                    .await
-                {
+                match bus.consume_session(queue, &options, &handler, &mut stop).await {
                     Ok(()) => return,
                     Err(err) => {
                         tracing::warn!(%queue, error = %format!("{err:#}"), "consumer lost its channel; reconnecting");

@@ -159,9 +159,7 @@ pub fn topic_matches(pattern: &str, key: &str) -> bool {
 
 /// Delay before the `attempt`-th redelivery: doubling from `base`, capped at 5 minutes.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1).min(16))
-        .unwrap_or(u32::MAX);
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(Duration::from_secs(300))
 }
 
@@ -205,19 +203,13 @@ mod tests {
         assert_eq!(back.decode::<Ping>().unwrap().n, 7);
         let mut wrong = env.clone();
         wrong.kind = "other".into();
-        assert!(matches!(
-            wrong.decode::<Ping>(),
-            Err(HandlerError::Reject(_))
-        ));
+        assert!(matches!(wrong.decode::<Ping>(), Err(HandlerError::Reject(_))));
     }
 }
 
 /// Runs a handler in its own task so that a panic becomes a retry instead of
 /// killing the consumer loop.
-pub(crate) async fn run_handler(
-    handler: &Arc<dyn Handler>,
-    envelope: &Envelope,
-) -> Result<(), HandlerError> {
+pub(crate) async fn run_handler(handler: &Arc<dyn Handler>, envelope: &Envelope) -> Result<(), HandlerError> {
     let handler = handler.clone();
     let envelope = envelope.clone();
     let started = std::time::Instant::now();

@@ -11,9 +11,7 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::{
-    Bus, ConsumerOptions, Envelope, Handler, HandlerError, QueueSpec, backoff, topic_matches,
-};
+use super::{Bus, ConsumerOptions, Envelope, Handler, HandlerError, QueueSpec, backoff, topic_matches};
 use crate::clock::{new_id, now_ms};
 use crate::store::Store;
 
@@ -46,10 +44,9 @@ impl SqlBus {
     }
 
     async fn route(&self, envelope: &Envelope, delay: Duration) -> anyhow::Result<()> {
-        let bindings: Vec<(String, String)> =
-            sqlx::query_as("SELECT queue, pattern FROM bus_bindings")
-                .fetch_all(self.store.pool())
-                .await?;
+        let bindings: Vec<(String, String)> = sqlx::query_as("SELECT queue, pattern FROM bus_bindings")
+            .fetch_all(self.store.pool())
+            .await?;
         let mut queues: Vec<String> = bindings
             .into_iter()
             .filter(|(_, pattern)| topic_matches(pattern, &envelope.kind))
@@ -128,19 +125,19 @@ impl SqlBus {
             }
             Err(HandlerError::Retry(reason)) if (attempts as u32) < options.max_attempts => {
                 tracing::warn!(%queue, message = %id, attempts, %reason, "handler failed; will redeliver");
-                let at =
-                    now_ms() + backoff(options.retry_delay, attempts as u32).as_millis() as i64;
-                sqlx::query("UPDATE bus_messages SET available_at = $1, locked_until = 0, last_error = $2 WHERE id = $3")
-                    .bind(at)
-                    .bind(reason)
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
+                let at = now_ms() + backoff(options.retry_delay, attempts as u32).as_millis() as i64;
+                sqlx::query(
+                    "UPDATE bus_messages SET available_at = $1, locked_until = 0, last_error = $2 WHERE id = $3",
+                )
+                .bind(at)
+                .bind(reason)
+                .bind(id)
+                .execute(pool)
+                .await?;
             }
             Err(err) => {
                 tracing::error!(%queue, message = %id, attempts, error = %err, "message dead-lettered");
-                metrics::counter!("huoke_bus_dead_lettered_total", "queue" => queue.to_string())
-                    .increment(1);
+                metrics::counter!("huoke_bus_dead_lettered_total", "queue" => queue.to_string()).increment(1);
                 sqlx::query("UPDATE bus_messages SET queue = $1, locked_until = 0, last_error = $2 WHERE id = $3")
                     .bind(format!("{queue}.dlq"))
                     .bind(err.to_string())
@@ -158,11 +155,13 @@ impl Bus for SqlBus {
     async fn declare(&self, queues: &[QueueSpec]) -> anyhow::Result<()> {
         for queue in queues {
             for pattern in queue.bindings {
-                sqlx::query("INSERT INTO bus_bindings (queue, pattern) VALUES ($1, $2) ON CONFLICT (queue, pattern) DO NOTHING")
-                    .bind(queue.name)
-                    .bind(*pattern)
-                    .execute(self.store.pool())
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO bus_bindings (queue, pattern) VALUES ($1, $2) ON CONFLICT (queue, pattern) DO NOTHING",
+                )
+                .bind(queue.name)
+                .bind(*pattern)
+                .execute(self.store.pool())
+                .await?;
             }
         }
         Ok(())
@@ -194,12 +193,9 @@ impl Bus for SqlBus {
                     Ok(Some((id, body, attempts))) => {
                         let outcome = match serde_json::from_str::<Envelope>(&body) {
                             Ok(envelope) => super::run_handler(&handler, &envelope).await,
-                            Err(e) => {
-                                Err(HandlerError::Reject(format!("undecodable envelope: {e}")))
-                            }
+                            Err(e) => Err(HandlerError::Reject(format!("undecodable envelope: {e}"))),
                         };
-                        if let Err(err) = bus.settle(queue, &id, attempts, outcome, &options).await
-                        {
+                        if let Err(err) = bus.settle(queue, &id, attempts, outcome, &options).await {
                             // The lease runs out and the message comes back: nothing lost.
                             tracing::warn!(%queue, error = %err, "could not settle a message");
                         }

@@ -99,6 +99,25 @@ impl Cache for MemoryCache {
         })
     }
 
+    async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>> {
+        self.with(|m, now| {
+            let live = m.get(key).filter(|e| e.live(now));
+            let current = match live {
+                Some(e) => e.value.parse::<i64>().map_err(|_| anyhow::anyhow!("value at {key} is not an integer"))?,
+                None => 0,
+            };
+            if current >= limit {
+                return Ok(None);
+            }
+            let expires = match live {
+                Some(e) => e.expires,
+                None => ttl.map(|t| now + t),
+            };
+            m.insert(key.to_string(), Entry { value: (current + 1).to_string(), expires });
+            Ok(Some(current + 1))
+        })
+    }
+
     async fn del(&self, key: &str) -> anyhow::Result<()> {
         self.with(|m, _| m.remove(key));
         Ok(())

@@ -18,6 +18,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool>;
     /// Adds `by` and returns the new value; `ttl` applies when the key is created.
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> anyhow::Result<i64>;
+    /// Adds one unless the value has reached `limit`; returns the new value, or
+    /// `None` when full. Atomic: under any concurrency no more than `limit`
+    /// increments succeed. `ttl` applies when the key is created.
+    async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>>;
     async fn del(&self, key: &str) -> anyhow::Result<()>;
     async fn ping(&self) -> anyhow::Result<()>;
     fn name(&self) -> &'static str;

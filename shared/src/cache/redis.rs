@@ -1,3 +1,4 @@
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,6 +22,23 @@ if tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return v";
+
+/// INCR unless at the limit, in one server-side step so concurrent callers can
+/// never overshoot. Answers -1 when full.
+const INCR_CAPPED: &str = r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v >= tonumber(ARGV[1]) then
+  return -1
+end
+v = redis.call('INCR', KEYS[1])
+if tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v";
+
+// Built once: a Script hashes its source, and these run on the scan path.
+static INCR_WITH_TTL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(INCR_WITH_TTL));
+static INCR_CAPPED_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(INCR_CAPPED));
 
 impl RedisCache {
     pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
@@ -73,7 +91,7 @@ impl Cache for RedisCache {
 
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> anyhow::Result<i64> {
         let ttl_ms = ttl.map(|t| t.as_millis().max(1) as i64).unwrap_or(0);
-        let value: i64 = redis::Script::new(INCR_WITH_TTL)
+        let value: i64 = INCR_WITH_TTL_SCRIPT
             .key(self.key(key))
             .arg(by)
             .arg(ttl_ms)
@@ -82,15 +100,24 @@ impl Cache for RedisCache {
         Ok(value)
     }
 
+    async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>> {
+        let ttl_ms = ttl.map(|t| t.as_millis().max(1) as i64).unwrap_or(0);
+        let value: i64 = INCR_CAPPED_SCRIPT
+            .key(self.key(key))
+            .arg(limit)
+            .arg(ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((value >= 0).then_some(value))
+    }
+
     async fn del(&self, key: &str) -> anyhow::Result<()> {
         self.conn.clone().del::<_, ()>(self.key(key)).await?;
         Ok(())
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 

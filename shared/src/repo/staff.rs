@@ -63,17 +63,15 @@ impl StaffRow {
             team_id: self.team_id.clone(),
             capacity: self.capacity,
             timezone: self.timezone.clone(),
-            working_hours: self
-                .working_hours
-                .as_deref()
-                .and_then(|w| serde_json::from_str(w).ok()),
+            working_hours: self.working_hours.as_deref().and_then(|w| serde_json::from_str(w).ok()),
             active: self.active != 0,
             created_at: rfc3339(self.created_at),
         }
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at";
+const COLUMNS: &str =
+    "id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at";
 
 pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::Result<StaffRow> {
     let row = StaffRow {
@@ -111,11 +109,7 @@ pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::
     Ok(row)
 }
 
-pub async fn by_email(
-    store: &Store,
-    tenant_id: &str,
-    email: &str,
-) -> sqlx::Result<Option<StaffRow>> {
+pub async fn by_email(store: &Store, tenant_id: &str, email: &str) -> sqlx::Result<Option<StaffRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM staff WHERE tenant_id = $1 AND email = $2"
     )))
@@ -136,12 +130,7 @@ pub async fn by_id(store: &Store, tenant_id: &str, id: &str) -> sqlx::Result<Opt
 }
 
 /// A page of a tenant's staff in creation order, `limit + 1` rows for paging.
-pub async fn list(
-    store: &Store,
-    tenant_id: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<StaffRow>> {
+pub async fn list(store: &Store, tenant_id: &str, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<StaffRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM staff WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     )))
@@ -160,8 +149,5 @@ pub async fn active_sdrs(store: &Store, tenant_id: &str) -> sqlx::Result<Vec<Sta
     .bind(tenant_id)
     .fetch_all(store.pool())
     .await?;
-    Ok(all
-        .into_iter()
-        .filter(|s| s.roles().contains(&Role::Sdr))
-        .collect())
+    Ok(all.into_iter().filter(|s| s.roles().contains(&Role::Sdr)).collect())
 }

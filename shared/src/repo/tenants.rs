@@ -54,12 +54,10 @@ pub async fn create_tenant(
     if name.trim().is_empty() {
         return Err(TenantError::Invalid("name must not be empty".into()));
     }
-    let email = crate::contact::Email::parse(admin_email)
-        .map_err(|e| TenantError::Invalid(format!("admin e-mail: {e}")))?;
+    let email =
+        crate::contact::Email::parse(admin_email).map_err(|e| TenantError::Invalid(format!("admin e-mail: {e}")))?;
     if admin_password.chars().count() < 8 {
-        return Err(TenantError::Invalid(
-            "admin password: at least 8 characters".into(),
-        ));
+        return Err(TenantError::Invalid("admin password: at least 8 characters".into()));
     }
     let tenant = Tenant {
         id: new_id(),
@@ -70,16 +68,15 @@ pub async fn create_tenant(
     };
     let password_hash = crate::auth::hash_password(admin_password)?;
     let mut tx = store.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO tenants (id, slug, name, timezone, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&tenant.id)
-    .bind(&tenant.slug)
-    .bind(&tenant.name)
-    .bind(&tenant.timezone)
-    .bind(tenant.created_at)
-    .execute(&mut *tx)
-    .await;
+    let inserted =
+        sqlx::query("INSERT INTO tenants (id, slug, name, timezone, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&tenant.id)
+            .bind(&tenant.slug)
+            .bind(&tenant.name)
+            .bind(&tenant.timezone)
+            .bind(tenant.created_at)
+            .execute(&mut *tx)
+            .await;
     match inserted {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             return Err(TenantError::SlugTaken(slug.into()));

@@ -39,13 +39,10 @@ impl Store {
         let pool = match backend {
             Backend::Postgres => options.max_connections(16).connect(url).await,
             Backend::Sqlite => {
-                if let Some(dir) =
-                    sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf()))
-                {
+                if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
                     if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(&dir).with_context(|| {
-                            format!("creating data directory {}", dir.display())
-                        })?;
+                        std::fs::create_dir_all(&dir)
+                            .with_context(|| format!("creating data directory {}", dir.display()))?;
                     }
                 }
                 // The Any URL takes no pragmas, so they are set on every new connection.
@@ -96,10 +93,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the backend has it; SQLite serialises writers
@@ -133,9 +127,7 @@ pub async fn first_delivery(tx: &mut Tx, consumer: &str, message_id: &str) -> sq
 }
 
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;
@@ -149,12 +141,7 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
                 None => url.to_string(),
             }
         }
@@ -168,14 +155,8 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]

@@ -22,11 +22,7 @@ impl Outbox {
     }
 
     /// As `add`, delivered to consumers only after `delay` (timers such as SLAs).
-    pub async fn add_delayed(
-        tx: &mut Tx,
-        envelope: &Envelope,
-        delay: Duration,
-    ) -> sqlx::Result<()> {
+    pub async fn add_delayed(tx: &mut Tx, envelope: &Envelope, delay: Duration) -> sqlx::Result<()> {
         let body = serde_json::to_string(envelope).expect("envelopes serialise");
         sqlx::query(
             "INSERT INTO outbox (id, tenant_id, topic, envelope, delay_ms, created_at)
@@ -129,8 +125,7 @@ impl OutboxRelay {
             result?;
             self.delete(&id).await?;
             published += 1;
-            metrics::counter!("huoke_outbox_relayed_total", "topic" => envelope.kind.clone())
-                .increment(1);
+            metrics::counter!("huoke_outbox_relayed_total", "topic" => envelope.kind.clone()).increment(1);
         }
         Ok(published)
     }

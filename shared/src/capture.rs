@@ -1,11 +1,19 @@
-//! Parsing a capture: everything a client may send, checked at once so the client
-//! gets every problem in one answer.
+//! A capture, from any surface (API, card form, webhook): everything a client may
+//! send, checked at once so the client gets every problem in one answer, then made
+//! durable — capture row and outbox event in one transaction — before anyone is told
+//! it was accepted. intake's API and the cards' forms both come through here.
 
-use huoke_shared::channels;
-use huoke_shared::contact::{Email, Phone};
-use huoke_shared::error::FieldError;
-use huoke_shared::messages::{CaptureReceived, WechatIds};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bus::Envelope;
+use crate::channels;
+use crate::clock::{new_id, now_ms};
+use crate::contact::{Email, Phone};
+use crate::error::{ApiError, FieldError};
+use crate::infra::Infra;
+use crate::messages::{CaptureReceived, WechatIds};
+use crate::store::Outbox;
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 pub struct CaptureInput {
@@ -20,28 +28,21 @@ pub struct CaptureInput {
     pub owner_hint: Option<String>,
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
     pub consent: Option<bool>,
+    /// The live code the prospect came through, for attribution.
+    pub live_code: Option<String>,
 }
 
 const MAX_TEXT: usize = 200;
 const MAX_ATTRIBUTES_BYTES: usize = 8 * 1024;
 
 fn text(field: &str, value: &Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
-    let v = value
-        .as_ref()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())?;
+    let v = value.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())?;
     if v.chars().count() > MAX_TEXT {
-        errors.push(FieldError::new(
-            field,
-            format!("at most {MAX_TEXT} characters"),
-        ));
+        errors.push(FieldError::new(field, format!("at most {MAX_TEXT} characters")));
         return None;
     }
     if v.chars().any(|c| c.is_control()) {
-        errors.push(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
+        errors.push(FieldError::new(field, "must not contain control characters"));
         return None;
     }
     Some(v)
@@ -61,12 +62,7 @@ pub fn validate(
     let campaign_id = text("campaign_id", &input.campaign_id, &mut errors);
     let owner_hint = text("owner_hint", &input.owner_hint, &mut errors);
 
-    let phone = match input
-        .phone
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
+    let phone = match input.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
         Some(raw) => match Phone::parse(raw) {
             Ok(p) => Some(p.as_str().to_string()),
             Err(msg) => {
@@ -76,12 +72,7 @@ pub fn validate(
         },
         None => None,
     };
-    let email = match input
-        .email
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    {
+    let email = match input.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
         Some(raw) => match Email::parse(raw) {
             Ok(e) => Some(e.as_str().to_string()),
             Err(msg) => {
@@ -116,20 +107,13 @@ pub fn validate(
         Some(c) => {
             errors.push(FieldError::new(
                 "channel",
-                format!(
-                    "unknown channel `{}`",
-                    c.chars().take(40).collect::<String>()
-                ),
+                format!("unknown channel `{}`", c.chars().take(40).collect::<String>()),
             ));
             String::new()
         }
     };
     let attributes = input.attributes.clone().unwrap_or_default();
-    if serde_json::to_vec(&attributes)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX)
-        > MAX_ATTRIBUTES_BYTES
-    {
+    if serde_json::to_vec(&attributes).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_ATTRIBUTES_BYTES {
         errors.push(FieldError::new(
             "attributes",
             format!("at most {MAX_ATTRIBUTES_BYTES} bytes of JSON"),
@@ -153,6 +137,93 @@ pub fn validate(
         consent: input.consent,
         received_at_ms,
     })
+}
+
+/// Who submitted a capture and how to recognise a retry of it.
+pub struct Submission<'a> {
+    pub tenant_id: &'a str,
+    /// Staff id, API key id or the public surface (`card:{slug}`).
+    pub created_by: &'a str,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Validates and stores a capture with its `capture.received` event; returns the
+/// capture id. A repeated idempotency key with the same body answers the first id;
+/// with another body it is a conflict.
+pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) -> Result<String, ApiError> {
+    if who.idempotency_key.is_some_and(|k| k.len() > 200) {
+        return Err(ApiError::invalid("Idempotency-Key", "at most 200 characters"));
+    }
+    // The hash covers the parsed request, so formatting differences do not matter.
+    let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(input).map_err(anyhow::Error::from)?));
+    if let Some(key) = who.idempotency_key {
+        if let Some(existing) = by_idempotency_key(infra, who.tenant_id, key).await? {
+            return replay(existing, &request_hash);
+        }
+    }
+    let now = now_ms();
+    let capture_id = new_id();
+    let capture = validate(input, &capture_id, now).map_err(ApiError::Validation)?;
+    let live_code = input.live_code.as_deref().map(str::trim).filter(|c| !c.is_empty() && c.len() <= 64);
+    let envelope = Envelope::new(who.tenant_id, &capture);
+    let payload = serde_json::to_string(&capture).map_err(anyhow::Error::from)?;
+
+    let mut tx = infra.store.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO captures (id, tenant_id, channel, payload, status, idempotency_key, request_hash, created_by, live_code, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(&capture_id)
+    .bind(who.tenant_id)
+    .bind(&capture.channel)
+    .bind(&payload)
+    .bind(who.idempotency_key)
+    .bind(&request_hash)
+    .bind(who.created_by)
+    .bind(live_code)
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    if let Err(sqlx::Error::Database(db)) = &inserted {
+        if db.is_unique_violation() {
+            // A concurrent request with the same key won the race: answer as it did.
+            drop(tx);
+            let key = who.idempotency_key.unwrap_or_default();
+            let existing = by_idempotency_key(infra, who.tenant_id, key)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("idempotency key in use".into()))?;
+            return replay(existing, &request_hash);
+        }
+    }
+    inserted?;
+    Outbox::add(&mut tx, &envelope).await?;
+    tx.commit().await?;
+    infra.kick_outbox();
+
+    metrics::counter!("huoke_captures_accepted_total", "channel" => capture.channel.clone()).increment(1);
+    tracing::info!(
+        capture = %capture_id,
+        channel = %capture.channel,
+        phone = capture.phone.as_deref().map(crate::contact::mask_phone).unwrap_or_default(),
+        email = capture.email.as_deref().map(crate::contact::mask_email).unwrap_or_default(),
+        "capture accepted"
+    );
+    Ok(capture_id)
+}
+
+async fn by_idempotency_key(infra: &Infra, tenant_id: &str, key: &str) -> sqlx::Result<Option<(String, Option<String>)>> {
+    sqlx::query_as("SELECT id, request_hash FROM captures WHERE tenant_id = $1 AND idempotency_key = $2")
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(infra.store.pool())
+        .await
+}
+
+fn replay((id, hash): (String, Option<String>), request_hash: &str) -> Result<String, ApiError> {
+    if hash.as_deref() != Some(request_hash) {
+        return Err(ApiError::Conflict("this Idempotency-Key was used with a different body".into()));
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -1,0 +1,120 @@
+//! Anonymous visitors of public pages: a first-party cookie holding a random id,
+//! stored and compared only as a salted hash, and a coarse client class.
+
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use sha2::{Digest, Sha256};
+
+pub const COOKIE: &str = "hk_v";
+
+pub struct Visitor {
+    /// Stable per browser and tenant; safe to store.
+    pub hash: String,
+    /// Set when the browser had no cookie yet: attach it to the response.
+    pub new_cookie: Option<Cookie<'static>>,
+}
+
+/// Identifies the visitor by cookie, minting one when absent. The hash is salted
+/// with the tenant so ids cannot be correlated across tenants.
+pub fn identify(req: &HttpRequest, tenant_id: &str) -> Visitor {
+    let existing = req
+        .cookie(COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| (16..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric()));
+    let (raw, new_cookie) = match existing {
+        Some(v) => (v, None),
+        None => {
+            let v = uuid::Uuid::new_v4().simple().to_string();
+            let cookie = Cookie::build(COOKIE, v.clone())
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .max_age(CookieDuration::days(365))
+                .finish();
+            (v, Some(cookie))
+        }
+    };
+    Visitor { hash: hash(tenant_id, &raw), new_cookie }
+}
+
+pub fn hash(tenant_id: &str, raw: &str) -> String {
+    let digest = Sha256::digest(format!("{tenant_id}:{raw}").as_bytes());
+    hex::encode(&digest[..12])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Wechat,
+    Wecom,
+    Other,
+}
+
+impl Client {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Client::Wechat => "wechat",
+            Client::Wecom => "wecom",
+            Client::Other => "other",
+        }
+    }
+
+    /// WeCom's in-app browser says `wxwork`; WeChat's says `MicroMessenger` (WeCom's
+    /// says both, so it is checked first).
+    pub fn from_user_agent(ua: &str) -> Client {
+        let ua = ua.to_ascii_lowercase();
+        if ua.contains("wxwork") {
+            Client::Wecom
+        } else if ua.contains("micromessenger") {
+            Client::Wechat
+        } else {
+            Client::Other
+        }
+    }
+
+    pub fn of(req: &HttpRequest) -> Client {
+        let ua = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Client::from_user_agent(ua)
+    }
+}
+
+/// The client address for rate limiting: the first `X-Forwarded-For` hop when the
+/// peer is a trusted proxy (loopback or private network), else the peer itself.
+pub fn client_ip(req: &HttpRequest) -> String {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let trusted = peer.is_some_and(|ip| match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback(),
+    });
+    if trusted {
+        if let Some(first) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        {
+            return first.to_string();
+        }
+    }
+    peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_classify() {
+        let wecom = "Mozilla/5.0 (iPhone) AppleWebKit MicroMessenger/8.0 wxwork/4.1.0";
+        assert_eq!(Client::from_user_agent(wecom), Client::Wecom);
+        assert_eq!(Client::from_user_agent("Mozilla/5.0 MicroMessenger/8.0.40"), Client::Wechat);
+        assert_eq!(Client::from_user_agent("curl/8"), Client::Other);
+    }
+
+    #[test]
+    fn hashes_depend_on_the_tenant() {
+        assert_ne!(hash("t1", "abc"), hash("t2", "abc"));
+        assert_eq!(hash("t1", "abc").len(), 24);
+    }
+}

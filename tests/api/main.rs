@@ -6,6 +6,8 @@
 mod helpers;
 
 mod bus_contract;
+mod cards;
+mod codes;
 mod cache_contract;
 mod cli;
 mod durability;

@@ -1,0 +1,1 @@
+//! Smart cards: filled in by the cards work.

@@ -1,0 +1,1 @@
+//! Live codes and the scan path.

@@ -40,6 +40,7 @@ CREATE TABLE live_codes (
     state            TEXT,            -- attribution state (channel codes)
     groups           TEXT NOT NULL,   -- JSON array (group codes)
     active           BIGINT NOT NULL,
+    deleted_at       BIGINT,          -- deleted codes answer 410, never reused
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );

@@ -164,7 +164,11 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     let now = now_ms();
     let capture_id = new_id();
     let capture = validate(input, &capture_id, now).map_err(ApiError::Validation)?;
-    let live_code = input.live_code.as_deref().map(str::trim).filter(|c| !c.is_empty() && c.len() <= 64);
+    let live_code = input
+        .live_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.len() <= 64);
     let envelope = Envelope::new(who.tenant_id, &capture);
     let payload = serde_json::to_string(&capture).map_err(anyhow::Error::from)?;
 
@@ -211,7 +215,11 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     Ok(capture_id)
 }
 
-async fn by_idempotency_key(infra: &Infra, tenant_id: &str, key: &str) -> sqlx::Result<Option<(String, Option<String>)>> {
+async fn by_idempotency_key(
+    infra: &Infra,
+    tenant_id: &str,
+    key: &str,
+) -> sqlx::Result<Option<(String, Option<String>)>> {
     sqlx::query_as("SELECT id, request_hash FROM captures WHERE tenant_id = $1 AND idempotency_key = $2")
         .bind(tenant_id)
         .bind(key)
@@ -221,7 +229,9 @@ async fn by_idempotency_key(infra: &Infra, tenant_id: &str, key: &str) -> sqlx::
 
 fn replay((id, hash): (String, Option<String>), request_hash: &str) -> Result<String, ApiError> {
     if hash.as_deref() != Some(request_hash) {
-        return Err(ApiError::Conflict("this Idempotency-Key was used with a different body".into()));
+        return Err(ApiError::Conflict(
+            "this Idempotency-Key was used with a different body".into(),
+        ));
     }
     Ok(id)
 }

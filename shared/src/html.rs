@@ -27,7 +27,10 @@ pub fn escape(input: &str) -> String {
 pub fn safe_url(url: &str) -> &str {
     let trimmed = url.trim();
     let lower = trimmed.to_ascii_lowercase();
-    if lower.starts_with("https://") || lower.starts_with("http://") || (trimmed.starts_with('/') && !trimmed.starts_with("//")) {
+    if lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || (trimmed.starts_with('/') && !trimmed.starts_with("//"))
+    {
         trimmed
     } else {
         "#"
@@ -40,7 +43,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(escape(r#"<script>alert("x")</script>&'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;");
+        assert_eq!(
+            escape(r#"<script>alert("x")</script>&'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+        );
         assert_eq!(escape("王小明"), "王小明");
     }
 

@@ -23,6 +23,7 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod visitor;
+pub mod wecom;
 
 pub use error::{ApiError, ApiResult};
 pub use infra::Infra;

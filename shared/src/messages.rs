@@ -110,6 +110,24 @@ impl Message for AssignmentAccepted {
     const TOPIC: &'static str = "assignment.accepted";
 }
 
+/// A scan of a live, channel or group code (recorded in batches, off the request path).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScanRecorded {
+    pub scan_id: String,
+    pub code_id: String,
+    pub code: String,
+    pub staff_id: Option<String>,
+    pub group_index: Option<i64>,
+    pub visitor: String,
+    pub client: String,
+    pub outcome: String,
+    pub at_ms: i64,
+}
+
+impl Message for ScanRecorded {
+    const TOPIC: &'static str = "scan.recorded";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

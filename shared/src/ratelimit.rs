@@ -19,7 +19,10 @@ pub async fn check(cache: &dyn Cache, scope: &str, key: &str, limit: Limit) -> R
     let window_ms = limit.per.as_millis().max(1) as i64;
     let window = now_ms() / window_ms;
     let cache_key = format!("rl:{scope}:{key}:{window}");
-    match cache.incr(&cache_key, 1, Some(limit.per + Duration::from_secs(1))).await {
+    match cache
+        .incr(&cache_key, 1, Some(limit.per + Duration::from_secs(1)))
+        .await
+    {
         Ok(n) if n > limit.requests => Err(ApiError::TooManyRequests),
         Ok(_) => Ok(()),
         Err(err) => {

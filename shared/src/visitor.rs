@@ -34,7 +34,10 @@ pub fn identify(req: &HttpRequest, tenant_id: &str) -> Visitor {
             (v, Some(cookie))
         }
     };
-    Visitor { hash: hash(tenant_id, &raw), new_cookie }
+    Visitor {
+        hash: hash(tenant_id, &raw),
+        new_cookie,
+    }
 }
 
 pub fn hash(tenant_id: &str, raw: &str) -> String {
@@ -72,7 +75,11 @@ impl Client {
     }
 
     pub fn of(req: &HttpRequest) -> Client {
-        let ua = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ua = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         Client::from_user_agent(ua)
     }
 }
@@ -108,7 +115,10 @@ mod tests {
     fn user_agents_classify() {
         let wecom = "Mozilla/5.0 (iPhone) AppleWebKit MicroMessenger/8.0 wxwork/4.1.0";
         assert_eq!(Client::from_user_agent(wecom), Client::Wecom);
-        assert_eq!(Client::from_user_agent("Mozilla/5.0 MicroMessenger/8.0.40"), Client::Wechat);
+        assert_eq!(
+            Client::from_user_agent("Mozilla/5.0 MicroMessenger/8.0.40"),
+            Client::Wechat
+        );
         assert_eq!(Client::from_user_agent("curl/8"), Client::Other);
     }
 

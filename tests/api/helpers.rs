@@ -202,7 +202,8 @@ impl TestApp {
             if let Some(lead_id) = capture["lead_id"].as_str() {
                 let (status, lead) = self.get(token, &format!("/v1/leads/{lead_id}")).await;
                 assert_eq!(status, 200);
-                if lead["assignment"].is_object() {
+                // The lead and its assignment are read by separate statements: wait for both.
+                if lead["assignment"].is_object() && lead["owner_id"].is_string() {
                     return lead;
                 }
             }

@@ -6,10 +6,10 @@
 mod helpers;
 
 mod bus_contract;
-mod cards;
-mod codes;
 mod cache_contract;
+mod cards;
 mod cli;
+mod codes;
 mod durability;
 mod input_errors;
 mod lead_flow;

@@ -1,14 +1,60 @@
-//! codes: routes arrive with the capture-surfaces work; the crate already takes its
-//! place in the binary so deployment files and health endpoints are in place.
+//! codes: employee live codes (员工活码), channel codes and group codes; the public
+//! scan path `/s/{code}`; QR images; scan analytics; the tenant's WeCom settings.
+
+mod admin;
+mod integrations;
+pub mod model;
+mod pages;
+pub mod pick;
+mod qr;
+mod recorder;
+pub mod rotation;
+mod scan;
+pub mod schedule;
+mod snapshot;
+mod state;
+mod stats;
+mod wecom_landing;
+
+use std::sync::Arc;
 
 use actix_web::web;
-use huoke_shared::{Running, ServiceDef};
+use huoke_shared::service::Routes;
+use huoke_shared::wecom::WecomClient;
+use huoke_shared::{Infra, Running, ServiceDef};
+use tokio::sync::watch;
+
+use crate::state::CodesState;
 
 pub fn service() -> ServiceDef {
-    ServiceDef {
-        name: "codes",
-        start: |_, _| Running::new(routes, Vec::new()),
-    }
+    ServiceDef { name: "codes", start }
 }
 
-fn routes(_cfg: &mut web::ServiceConfig) {}
+fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
+    let (recorder, flusher) = recorder::Recorder::start(infra.clone(), stop.clone());
+    let state = web::Data::new(CodesState {
+        snapshots: Default::default(),
+        cursors: Default::default(),
+        recorder,
+        wecom: WecomClient::new(),
+    });
+    let routes: Routes = Arc::new(move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state.clone())
+            .route("/s/{code}", web::get().to(scan::scan))
+            .route("/v1/live-codes", web::post().to(admin::create))
+            .route("/v1/live-codes", web::get().to(admin::list))
+            .route("/v1/live-codes/{id}", web::get().to(admin::get))
+            .route("/v1/live-codes/{id}", web::patch().to(admin::update))
+            .route("/v1/live-codes/{id}", web::delete().to(admin::delete))
+            .route("/v1/live-codes/{id}/qr.{format}", web::get().to(qr::image))
+            .route("/v1/live-codes/{id}/stats", web::get().to(stats::stats))
+            .route("/v1/campaigns/{id}/qr.zip", web::get().to(qr::campaign_zip))
+            .route("/v1/integrations/wecom", web::put().to(integrations::put))
+            .route("/v1/integrations/wecom", web::get().to(integrations::get));
+    });
+    Running {
+        routes,
+        consumers: Vec::new(),
+        tasks: vec![flusher],
+    }
+}

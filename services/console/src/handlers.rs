@@ -145,6 +145,59 @@ pub async fn create_staff(
     Ok(HttpResponse::Created().json(row.view()))
 }
 
+#[derive(Deserialize)]
+pub struct StaffChanges {
+    name: Option<String>,
+    active: Option<bool>,
+    capacity: Option<i64>,
+    /// The member's WeCom user id, needed for WeCom "contact me" codes.
+    wecom_userid: Option<String>,
+}
+
+/// `PATCH /v1/staff/{id}` (admin): switch someone off, rename them, link WeCom.
+pub async fn update_staff(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Json<StaffChanges>,
+) -> ApiResult<HttpResponse> {
+    caller.require_any(&[Role::Admin])?;
+    let current = staff::by_id(&infra.store, &caller.tenant_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("staff member"))?;
+    let c = body.0;
+    let name = c.name.map(|n| n.trim().to_string()).unwrap_or(current.name.clone());
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid("name", "1–100 characters"));
+    }
+    if c.capacity.is_some_and(|v| !(0..=10_000).contains(&v)) {
+        return Err(ApiError::invalid("capacity", "between 0 and 10000"));
+    }
+    if c.wecom_userid
+        .as_ref()
+        .is_some_and(|u| u.len() > 64 || u.trim().is_empty())
+    {
+        return Err(ApiError::invalid("wecom_userid", "1–64 characters"));
+    }
+    let mut tx = infra.store.begin().await?;
+    sqlx::query(
+        "UPDATE staff SET name = $1, active = $2, capacity = $3, wecom_userid = $4 WHERE tenant_id = $5 AND id = $6",
+    )
+    .bind(&name)
+    .bind(c.active.map(|a| a as i64).unwrap_or(current.active))
+    .bind(c.capacity.or(current.capacity))
+    .bind(c.wecom_userid.or(current.wecom_userid.clone()))
+    .bind(&caller.tenant_id)
+    .bind(&current.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let row = staff::by_id(&infra.store, &caller.tenant_id, &current.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("staff member"))?;
+    Ok(HttpResponse::Ok().json(row.view()))
+}
+
 pub async fn list_staff(
     infra: web::Data<Infra>,
     caller: Caller,

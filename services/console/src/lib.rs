@@ -1,6 +1,7 @@
 //! console: tenants' people and access — sign-in tokens, staff, teams, `/v1/me` —
 //! and the landing page of the web console.
 
+mod campaigns;
 mod handlers;
 mod teams;
 
@@ -22,5 +23,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/staff/{id}", web::get().to(handlers::get_staff))
         .route("/v1/me", web::get().to(handlers::me))
         .route("/v1/teams", web::post().to(teams::create_team))
-        .route("/v1/teams", web::get().to(teams::list_teams));
+        .route("/v1/staff/{id}", web::patch().to(handlers::update_staff))
+        .route("/v1/teams", web::get().to(teams::list_teams))
+        .route("/v1/campaigns", web::post().to(campaigns::create_campaign))
+        .route("/v1/campaigns", web::get().to(campaigns::list_campaigns))
+        .route("/v1/channels", web::post().to(campaigns::create_channel))
+        .route("/v1/channels", web::get().to(campaigns::list_channels));
 }

@@ -21,7 +21,11 @@ pub async fn post_lead(
         .transpose()
         .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
         .filter(|k| !k.is_empty());
-    let who = Submission { tenant_id: &caller.tenant_id, created_by: &caller.staff_id, idempotency_key: key.as_deref() };
+    let who = Submission {
+        tenant_id: &caller.tenant_id,
+        created_by: &caller.staff_id,
+        idempotency_key: key.as_deref(),
+    };
     let capture_id = accept(&infra, who, &body.0).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/captures/{capture_id}")))

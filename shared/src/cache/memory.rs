@@ -103,7 +103,10 @@ impl Cache for MemoryCache {
         self.with(|m, now| {
             let live = m.get(key).filter(|e| e.live(now));
             let current = match live {
-                Some(e) => e.value.parse::<i64>().map_err(|_| anyhow::anyhow!("value at {key} is not an integer"))?,
+                Some(e) => e
+                    .value
+                    .parse::<i64>()
+                    .map_err(|_| anyhow::anyhow!("value at {key} is not an integer"))?,
                 None => 0,
             };
             if current >= limit {
@@ -113,7 +116,13 @@ impl Cache for MemoryCache {
                 Some(e) => e.expires,
                 None => ttl.map(|t| now + t),
             };
-            m.insert(key.to_string(), Entry { value: (current + 1).to_string(), expires });
+            m.insert(
+                key.to_string(),
+                Entry {
+                    value: (current + 1).to_string(),
+                    expires,
+                },
+            );
             Ok(Some(current + 1))
         })
     }

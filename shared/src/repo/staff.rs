@@ -21,6 +21,7 @@ pub struct StaffRow {
     pub working_hours: Option<String>,
     pub active: i64,
     pub created_at: i64,
+    pub wecom_userid: Option<String>,
 }
 
 pub struct NewStaff {
@@ -46,6 +47,7 @@ pub struct StaffView {
     pub timezone: String,
     pub working_hours: Option<serde_json::Value>,
     pub active: bool,
+    pub wecom_userid: Option<String>,
     pub created_at: String,
 }
 
@@ -65,13 +67,13 @@ impl StaffRow {
             timezone: self.timezone.clone(),
             working_hours: self.working_hours.as_deref().and_then(|w| serde_json::from_str(w).ok()),
             active: self.active != 0,
+            wecom_userid: self.wecom_userid.clone(),
             created_at: rfc3339(self.created_at),
         }
     }
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at";
+const COLUMNS: &str = "id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at, wecom_userid";
 
 pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::Result<StaffRow> {
     let row = StaffRow {
@@ -87,6 +89,7 @@ pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::
         working_hours: new.working_hours.map(|w| w.to_string()),
         active: 1,
         created_at: now_ms(),
+        wecom_userid: None,
     };
     sqlx::query(
         "INSERT INTO staff (id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at)

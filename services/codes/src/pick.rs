@@ -1,0 +1,163 @@
+//! Choosing who (or which group) a scan lands on: schedule, online flags, sticky
+//! visitors, rotation and exact daily caps. The cache is the only I/O, and caps are
+//! reserved with one atomic capped increment each, so concurrent scans can never
+//! push a member over its cap on any replica.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use huoke_shared::cache::Cache;
+
+use crate::model::Kind;
+use crate::rotation::order;
+use crate::schedule::local_day;
+use crate::snapshot::{Person, Snapshot};
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A member of the code; `sticky` when it repeats this visitor's earlier pick today.
+    Member { person: Person, sticky: bool },
+    /// Nobody eligible or every cap full: the backup employee.
+    Backup { person: Person },
+    /// Group codes: the group at this index.
+    Group { index: usize, sticky: bool },
+    /// Nobody at all (no backup).
+    Nobody,
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Member { .. } => "member",
+            Outcome::Backup { .. } => "backup",
+            Outcome::Group { .. } => "group",
+            Outcome::Nobody => "none",
+        }
+    }
+
+    pub fn staff_id(&self) -> Option<&str> {
+        match self {
+            Outcome::Member { person, .. } | Outcome::Backup { person } => Some(&person.staff_id),
+            _ => None,
+        }
+    }
+}
+
+/// Rotation cursors per code. Kept in process: rotation is about spreading load, and
+/// per-replica cursors spread it as well as a shared one without a round trip.
+#[derive(Default)]
+pub struct Cursors {
+    next: Mutex<HashMap<String, u64>>,
+}
+
+impl Cursors {
+    fn advance(&self, code_id: &str) -> u64 {
+        let mut next = self.next.lock().expect("cursor lock");
+        let slot = next.entry(code_id.to_string()).or_insert(0);
+        let current = *slot;
+        *slot = current.wrapping_add(1);
+        current
+    }
+}
+
+const STICKY_TTL: Duration = Duration::from_secs(36 * 3600);
+const CAP_TTL: Duration = Duration::from_secs(48 * 3600);
+
+fn sticky_key(snap: &Snapshot, visitor: &str, day: &str) -> String {
+    format!("codes:sticky:{}:{}:{}", snap.id, visitor, day)
+}
+
+pub fn cap_key(code_id: &str, staff_id: &str, day: &str) -> String {
+    format!("codes:cap:{code_id}:{staff_id}:{day}")
+}
+
+fn group_key(code_id: &str, index: usize) -> String {
+    format!("codes:group:{code_id}:{index}")
+}
+
+pub async fn pick(
+    cache: &dyn Cache,
+    cursors: &Cursors,
+    snap: &Snapshot,
+    visitor: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Outcome> {
+    let day = local_day(now, snap.tz);
+    let sticky = sticky_key(snap, visitor, &day);
+    let earlier = cache.get(&sticky).await?;
+
+    if snap.kind == Kind::Group {
+        return pick_group(cache, snap, earlier.as_deref(), &sticky).await;
+    }
+
+    let open = snap.schedule.as_ref().is_none_or(|s| s.is_open(now, snap.tz));
+    let eligible: Vec<usize> = if open {
+        (0..snap.members.len())
+            .filter(|&i| snap.members[i].online && snap.people[i].as_ref().is_some_and(|p| p.active))
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    if let Some(earlier) = earlier {
+        if let Some(&i) = eligible.iter().find(|&&i| snap.members[i].staff_id == earlier) {
+            let person = snap.people[i].clone().expect("eligible members exist");
+            return Ok(Outcome::Member { person, sticky: true });
+        }
+    }
+
+    let cursor = cursors.advance(&snap.id);
+    for i in order(snap.mode, &snap.members, &eligible, cursor, rand::random()) {
+        let member = &snap.members[i];
+        if let Some(limit) = member.daily_limit {
+            let key = cap_key(&snap.id, &member.staff_id, &day);
+            if cache.incr_capped(&key, limit as i64, Some(CAP_TTL)).await?.is_none() {
+                continue;
+            }
+        }
+        cache.set(&sticky, &member.staff_id, Some(STICKY_TTL)).await?;
+        let person = snap.people[i].clone().expect("eligible members exist");
+        return Ok(Outcome::Member { person, sticky: false });
+    }
+
+    Ok(match snap.backup.clone().filter(|p| p.active) {
+        Some(person) => Outcome::Backup { person },
+        None => Outcome::Nobody,
+    })
+}
+
+async fn pick_group(
+    cache: &dyn Cache,
+    snap: &Snapshot,
+    earlier: Option<&str>,
+    sticky: &str,
+) -> anyhow::Result<Outcome> {
+    if let Some(index) = earlier
+        .and_then(|e| e.strip_prefix("group:"))
+        .and_then(|i| i.parse::<usize>().ok())
+    {
+        if index < snap.groups.len() {
+            return Ok(Outcome::Group { index, sticky: true });
+        }
+    }
+    for (index, group) in snap.groups.iter().enumerate() {
+        let room = group.capacity.saturating_sub(group.count) as i64;
+        if room == 0 {
+            continue;
+        }
+        if cache
+            .incr_capped(&group_key(&snap.id, index), room, None)
+            .await?
+            .is_some()
+        {
+            cache.set(sticky, &format!("group:{index}"), Some(STICKY_TTL)).await?;
+            return Ok(Outcome::Group { index, sticky: false });
+        }
+    }
+    Ok(match snap.backup.clone().filter(|p| p.active) {
+        Some(person) => Outcome::Backup { person },
+        None => Outcome::Nobody,
+    })
+}

@@ -1,0 +1,325 @@
+//! QR images of a code's URL, drawn here from the module matrix so size, margin,
+//! error correction and colours are exactly what was asked. PNG encoding is CPU
+//! work and runs on the blocking pool; answers carry an ETag and may be cached.
+
+use std::io::{Cursor, Write};
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, ETAG, IF_NONE_MATCH};
+use actix_web::{HttpRequest, HttpResponse, web};
+use huoke_shared::auth::{Caller, Role};
+use huoke_shared::error::FieldError;
+use huoke_shared::{ApiError, ApiResult, Infra};
+use image::{ImageBuffer, ImageEncoder, Rgb};
+use qrcode::{Color, EcLevel, QrCode};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::admin::load;
+use crate::snapshot::{CODE_COLUMNS, CodeRow};
+
+#[derive(Debug, Deserialize, Default)]
+pub struct QrQuery {
+    pub size: Option<u32>,
+    pub margin: Option<u32>,
+    pub ec: Option<String>,
+    pub fg: Option<String>,
+    pub bg: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QrStyle {
+    pub size: u32,
+    pub margin: u32,
+    pub ec: EcLevel,
+    pub fg: [u8; 3],
+    pub bg: [u8; 3],
+}
+
+fn colour(field: &str, value: &Option<String>, default: [u8; 3], errors: &mut Vec<FieldError>) -> [u8; 3] {
+    let Some(v) = value else { return default };
+    let hex = v.trim_start_matches('#');
+    match (hex.len(), u32::from_str_radix(hex, 16)) {
+        (6, Ok(n)) => [(n >> 16) as u8, (n >> 8) as u8, n as u8],
+        _ => {
+            errors.push(FieldError::new(field, "a colour as RRGGBB hex"));
+            default
+        }
+    }
+}
+
+impl QrQuery {
+    pub fn style(&self) -> Result<QrStyle, ApiError> {
+        let mut errors = Vec::new();
+        let size = self.size.unwrap_or(512);
+        if !(64..=4096).contains(&size) {
+            errors.push(FieldError::new("size", "between 64 and 4096 pixels"));
+        }
+        let margin = self.margin.unwrap_or(4);
+        if margin > 20 {
+            errors.push(FieldError::new("margin", "at most 20 modules"));
+        }
+        let ec = match self.ec.as_deref().unwrap_or("M") {
+            "L" | "l" => EcLevel::L,
+            "M" | "m" => EcLevel::M,
+            "Q" | "q" => EcLevel::Q,
+            "H" | "h" => EcLevel::H,
+            _ => {
+                errors.push(FieldError::new("ec", "one of L, M, Q, H"));
+                EcLevel::M
+            }
+        };
+        let fg = colour("fg", &self.fg, [0, 0, 0], &mut errors);
+        let bg = colour("bg", &self.bg, [255, 255, 255], &mut errors);
+        if errors.is_empty() {
+            Ok(QrStyle {
+                size,
+                margin,
+                ec,
+                fg,
+                bg,
+            })
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+/// The module matrix with its quiet zone: `(side, dark?)`.
+fn matrix(data: &str, style: &QrStyle) -> anyhow::Result<(usize, Vec<bool>)> {
+    let code = QrCode::with_error_correction_level(data.as_bytes(), style.ec)?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let m = style.margin as usize;
+    let side = width + 2 * m;
+    let mut dark = vec![false; side * side];
+    for y in 0..width {
+        for x in 0..width {
+            dark[(y + m) * side + x + m] = colors[y * width + x] == Color::Dark;
+        }
+    }
+    Ok((side, dark))
+}
+
+fn hex(c: [u8; 3]) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+pub fn svg(data: &str, style: &QrStyle) -> anyhow::Result<String> {
+    let (side, dark) = matrix(data, style)?;
+    let mut path = String::new();
+    for y in 0..side {
+        for x in 0..side {
+            if dark[y * side + x] {
+                path.push_str(&format!("M{x} {y}h1v1h-1z"));
+            }
+        }
+    }
+    Ok(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{s}\" height=\"{s}\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\"><rect width=\"{side}\" height=\"{side}\" fill=\"{bg}\"/><path fill=\"{fg}\" d=\"{path}\"/></svg>\n",
+        s = style.size,
+        bg = hex(style.bg),
+        fg = hex(style.fg),
+    ))
+}
+
+/// A PNG of whole pixels per module: the image is the largest multiple of the
+/// module count not above `size` (at least one pixel per module).
+pub fn png(data: &str, style: &QrStyle) -> anyhow::Result<Vec<u8>> {
+    let (side, dark) = matrix(data, style)?;
+    let scale = (style.size as usize / side).max(1);
+    let px = (side * scale) as u32;
+    let img = ImageBuffer::from_fn(px, px, |x, y| {
+        let (mx, my) = (x as usize / scale, y as usize / scale);
+        Rgb(if dark[my * side + mx] { style.fg } else { style.bg })
+    });
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out).write_image(img.as_raw(), px, px, image::ExtendedColorType::Rgb8)?;
+    Ok(out)
+}
+
+fn etag(url: &str, style: &QrStyle, format: &str) -> String {
+    let digest = Sha256::digest(format!("{url}|{style:?}|{format}").as_bytes());
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+pub async fn image(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<QrQuery>,
+) -> ApiResult<HttpResponse> {
+    caller.require_any(&[Role::Marketer, Role::Manager])?;
+    let (id, format) = path.into_inner();
+    if format != "png" && format != "svg" {
+        return Err(ApiError::not_found("image format"));
+    }
+    let style = query.style()?;
+    let row = load(&infra, &caller.tenant_id, &id).await?;
+    let url = format!("{}/s/{}", infra.settings.public_base(), row.code);
+    let tag = etag(&url, &style, &format);
+    if req.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+        return Ok(HttpResponse::NotModified().insert_header((ETAG, tag)).finish());
+    }
+    let (content_type, body) = if format == "svg" {
+        ("image/svg+xml", svg(&url, &style)?.into_bytes())
+    } else {
+        let bytes = web::block(move || png(&url, &style))
+            .await
+            .map_err(|e| anyhow::anyhow!("rendering: {e}"))??;
+        ("image/png", bytes)
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((ETAG, tag))
+        // The image of a code never changes (the code is fixed); only access is private.
+        .insert_header((CACHE_CONTROL, "private, max-age=31536000, immutable"))
+        .body(body))
+}
+
+fn file_part(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    if cleaned.is_empty() { "_".into() } else { cleaned }
+}
+
+/// `GET /v1/campaigns/{id}/qr.zip`: every code of a campaign as PNG, in a folder per
+/// channel, named by code name and code.
+pub async fn campaign_zip(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<QrQuery>,
+) -> ApiResult<HttpResponse> {
+    caller.require_any(&[Role::Marketer, Role::Manager])?;
+    let style = query.style()?;
+    let campaign: Option<String> = sqlx::query_scalar("SELECT name FROM campaigns WHERE tenant_id = $1 AND id = $2")
+        .bind(&caller.tenant_id)
+        .bind(id.as_str())
+        .fetch_optional(infra.store.pool())
+        .await?;
+    let campaign = campaign.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let rows: Vec<CodeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CODE_COLUMNS} FROM live_codes WHERE tenant_id = $1 AND campaign_id = $2 AND deleted_at IS NULL ORDER BY id"
+    )))
+    .bind(&caller.tenant_id)
+    .bind(id.as_str())
+    .fetch_all(infra.store.pool())
+    .await?;
+    let channels: Vec<(String, String)> = sqlx::query_as("SELECT id, name FROM channels WHERE tenant_id = $1")
+        .bind(&caller.tenant_id)
+        .fetch_all(infra.store.pool())
+        .await?;
+    let base = infra.settings.public_base();
+    let entries: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let channel = r
+                .channel_id
+                .as_ref()
+                .and_then(|c| channels.iter().find(|(id, _)| id == c))
+                .map(|(_, n)| n.as_str())
+                .unwrap_or("no-channel");
+            (
+                format!("{}/{}-{}.png", file_part(channel), file_part(&r.name), r.code),
+                format!("{base}/s/{}", r.code),
+            )
+        })
+        .collect();
+    let bytes = web::block(move || -> anyhow::Result<Vec<u8>> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        // PNGs are already compressed: store them as they are.
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, url) in entries {
+            zip.start_file(name, options)?;
+            zip.write_all(&png(&url, &style)?)?;
+        }
+        Ok(zip.finish()?.into_inner())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("zipping: {e}"))??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}-qr.zip\"", file_part(&campaign)),
+        ))
+        .body(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn style() -> QrStyle {
+        QrQuery::default().style().unwrap()
+    }
+
+    #[test]
+    fn query_is_checked() {
+        assert!(
+            QrQuery {
+                size: Some(10),
+                ..Default::default()
+            }
+            .style()
+            .is_err()
+        );
+        assert!(
+            QrQuery {
+                ec: Some("Z".into()),
+                ..Default::default()
+            }
+            .style()
+            .is_err()
+        );
+        assert!(
+            QrQuery {
+                fg: Some("red".into()),
+                ..Default::default()
+            }
+            .style()
+            .is_err()
+        );
+        assert_eq!(
+            QrQuery {
+                fg: Some("#ff8000".into()),
+                ..Default::default()
+            }
+            .style()
+            .unwrap()
+            .fg,
+            [255, 128, 0]
+        );
+    }
+
+    #[test]
+    fn margins_add_quiet_zone() {
+        let (side0, _) = matrix("https://x.example/s/abcdefghij", &QrStyle { margin: 0, ..style() }).unwrap();
+        let (side4, dark) = matrix("https://x.example/s/abcdefghij", &style()).unwrap();
+        assert_eq!(side4, side0 + 8);
+        assert!(!dark[..side4 * 4].iter().any(|d| *d), "the top margin is light");
+    }
+
+    #[test]
+    fn png_is_png_and_svg_is_svg() {
+        let bytes = png("https://x.example/s/abc", &style()).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        let s = svg("https://x.example/s/abc", &style()).unwrap();
+        assert!(s.contains("<svg") && s.contains("width=\"512\""));
+    }
+
+    #[test]
+    fn file_names_are_safe() {
+        assert_eq!(file_part("../春季 展会"), "___春季_展会");
+    }
+}

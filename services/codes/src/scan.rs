@@ -1,0 +1,159 @@
+//! `GET /s/{code}`: pick, record, answer — without touching the database or waiting
+//! on the broker in the common case. Only ever sends the visitor to our own card
+//! page or renders a page of ours; never redirects to a URL taken from input.
+
+use actix_web::http::header::{CACHE_CONTROL, LOCATION, REFERER};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use huoke_shared::Infra;
+use huoke_shared::clock::{new_id, now_ms};
+use huoke_shared::messages::ScanRecorded;
+use huoke_shared::visitor::{Client, identify};
+
+use crate::pages;
+use crate::pick::{Outcome, pick};
+use crate::recorder::ScanRecord;
+use crate::snapshot::{Person, Snapshot};
+use crate::state::CodesState;
+use crate::wecom_landing::contact_way;
+
+fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// Public codes are base62; anything else cannot be one of ours.
+pub fn plausible_code(code: &str) -> bool {
+    (8..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+pub async fn scan(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    state: web::Data<CodesState>,
+    code: web::Path<String>,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let code = code.into_inner();
+    if !plausible_code(&code) {
+        return html(StatusCode::NOT_FOUND, pages::not_found());
+    }
+    let snap = match state.snapshots.get(&infra.store, &code).await {
+        Ok(Some(snap)) => snap,
+        Ok(None) => return html(StatusCode::NOT_FOUND, pages::not_found()),
+        Err(err) => {
+            tracing::error!(error = %err, "loading a code failed");
+            return html(StatusCode::SERVICE_UNAVAILABLE, pages::nobody());
+        }
+    };
+    if snap.deleted || !snap.active {
+        return html(StatusCode::GONE, pages::gone());
+    }
+
+    let visitor = identify(&req, &snap.tenant_id);
+    let client = Client::of(&req);
+    let outcome = match pick(&*infra.cache, &state.cursors, &snap, &visitor.hash, Utc::now()).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            // The cache is down: fall back to the backup (or first member) uncounted,
+            // rather than turning a prospect away.
+            tracing::warn!(error = %err, code = %snap.code, "pick failed; using the fallback");
+            fallback(&snap)
+        }
+    };
+
+    let (group_index, sticky) = match &outcome {
+        Outcome::Group { index, sticky } => (Some(*index as i64), *sticky),
+        Outcome::Member { sticky, .. } => (None, *sticky),
+        _ => (None, false),
+    };
+    metrics::counter!("huoke_scans_total", "outcome" => outcome.label(), "sticky" => if sticky { "yes" } else { "no" })
+        .increment(1);
+    state.recorder.record(ScanRecord {
+        tenant_id: snap.tenant_id.clone(),
+        event: ScanRecorded {
+            scan_id: new_id(),
+            code_id: snap.id.clone(),
+            code: snap.code.clone(),
+            staff_id: outcome.staff_id().map(str::to_string),
+            group_index,
+            visitor: visitor.hash.clone(),
+            client: client.as_str().to_string(),
+            outcome: outcome.label().to_string(),
+            at_ms: now_ms(),
+        },
+        referer: req
+            .headers()
+            .get(REFERER)
+            .and_then(|v| v.to_str().ok())
+            .map(|r| r.chars().take(500).collect()),
+    });
+
+    let mut response = match &outcome {
+        Outcome::Member { person, .. } | Outcome::Backup { person } => {
+            answer_person(&infra, &state, &snap, person, client).await
+        }
+        Outcome::Group { index, .. } => {
+            let group = &snap.groups[*index];
+            html(
+                StatusCode::OK,
+                pages::group_landing(&group.name, &group.qr_url, snap.welcome_text.as_deref()),
+            )
+        }
+        Outcome::Nobody => html(StatusCode::OK, pages::nobody()),
+    };
+    if let Some(cookie) = visitor.new_cookie {
+        let _ = response.add_cookie(&cookie);
+    }
+    response
+}
+
+fn fallback(snap: &Snapshot) -> Outcome {
+    if let Some(person) = snap.backup.clone().filter(|p| p.active) {
+        return Outcome::Backup { person };
+    }
+    match snap.people.iter().flatten().find(|p| p.active) {
+        Some(person) => Outcome::Member {
+            person: person.clone(),
+            sticky: false,
+        },
+        None => Outcome::Nobody,
+    }
+}
+
+async fn answer_person(
+    infra: &Infra,
+    state: &CodesState,
+    snap: &Snapshot,
+    person: &Person,
+    client: Client,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if client != Client::Other && snap.wecom_configured && person.wecom_userid.is_some() {
+        match contact_way(infra, state, snap, person).await {
+            Ok(Some(qr)) => {
+                return html(
+                    StatusCode::OK,
+                    pages::contact_landing(&person.name, &qr, snap.welcome_text.as_deref()),
+                );
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), code = %snap.code, "WeCom contact way unavailable; showing the card")
+            }
+        }
+    }
+    match &person.card_slug {
+        // A path on our own host, built from our own data: never an open redirect.
+        Some(slug) => HttpResponse::Found()
+            .insert_header((LOCATION, format!("/c/{slug}?via={}", snap.code)))
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .finish(),
+        None => html(
+            StatusCode::OK,
+            pages::person(&person.name, snap.welcome_text.as_deref()),
+        ),
+    }
+}

@@ -1,0 +1,190 @@
+//! What the scan path needs to know about a code, assembled from the store once and
+//! kept in process for a few seconds, so a scan normally touches no database.
+//! Edits through this process drop the entry at once; other replicas see them
+//! within `TTL`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono_tz::Tz;
+use huoke_shared::store::Store;
+use sqlx::FromRow;
+
+use crate::model::{CodeConfig, Group, Kind, Member, Mode};
+use crate::schedule::{Schedule, parse_tz};
+
+const TTL: Duration = Duration::from_secs(5);
+const MAX_ENTRIES: usize = 50_000;
+
+/// A person a scan can land on.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub staff_id: String,
+    pub name: String,
+    pub active: bool,
+    pub wecom_userid: Option<String>,
+    pub card_slug: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: String,
+    pub tenant_id: String,
+    pub code: String,
+    pub kind: Kind,
+    pub mode: Mode,
+    pub active: bool,
+    pub deleted: bool,
+    pub members: Vec<Member>,
+    /// Same order as `members`.
+    pub people: Vec<Option<Person>>,
+    pub backup: Option<Person>,
+    pub schedule: Option<Schedule>,
+    pub tz: Tz,
+    pub groups: Vec<Group>,
+    pub welcome_text: Option<String>,
+    pub state: Option<String>,
+    pub wecom_configured: bool,
+}
+
+#[derive(FromRow)]
+pub struct CodeRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub code: String,
+    pub kind: String,
+    pub name: String,
+    pub campaign_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub mode: String,
+    pub members: String,
+    pub schedule: Option<String>,
+    pub backup_staff_id: Option<String>,
+    pub tags: String,
+    pub welcome_text: Option<String>,
+    pub state: Option<String>,
+    pub groups: String,
+    pub active: i64,
+    pub deleted_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub const CODE_COLUMNS: &str = "id, tenant_id, code, kind, name, campaign_id, channel_id, mode, members, schedule, backup_staff_id, tags, welcome_text, state, groups, active, deleted_at, created_at, updated_at";
+
+impl CodeRow {
+    pub fn config(&self) -> anyhow::Result<CodeConfig> {
+        Ok(CodeConfig {
+            name: self.name.clone(),
+            kind: serde_json::from_value(serde_json::Value::String(self.kind.clone()))?,
+            campaign_id: self.campaign_id.clone(),
+            channel_id: self.channel_id.clone(),
+            mode: serde_json::from_value(serde_json::Value::String(self.mode.clone()))?,
+            members: serde_json::from_str(&self.members)?,
+            schedule: self.schedule.as_deref().map(serde_json::from_str).transpose()?,
+            backup_staff_id: self.backup_staff_id.clone(),
+            tags: serde_json::from_str(&self.tags)?,
+            welcome_text: self.welcome_text.clone(),
+            state: self.state.clone(),
+            groups: serde_json::from_str(&self.groups)?,
+            active: self.active != 0,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct SnapshotCache {
+    entries: Mutex<HashMap<String, (Instant, Option<Arc<Snapshot>>)>>,
+}
+
+impl SnapshotCache {
+    /// The snapshot for a public code, `None` when no such code exists.
+    pub async fn get(&self, store: &Store, code: &str) -> anyhow::Result<Option<Arc<Snapshot>>> {
+        if let Some((at, snap)) = self.entries.lock().expect("snapshot lock").get(code) {
+            if at.elapsed() < TTL {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = load(store, code).await?.map(Arc::new);
+        let mut entries = self.entries.lock().expect("snapshot lock");
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < TTL);
+        }
+        entries.insert(code.to_string(), (Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
+    pub fn forget(&self, code: &str) {
+        self.entries.lock().expect("snapshot lock").remove(code);
+    }
+}
+
+async fn load(store: &Store, code: &str) -> anyhow::Result<Option<Snapshot>> {
+    let row: Option<CodeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CODE_COLUMNS} FROM live_codes WHERE code = $1"
+    )))
+    .bind(code)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let config = row.config()?;
+    let tenant_tz: Option<String> = sqlx::query_scalar("SELECT timezone FROM tenants WHERE id = $1")
+        .bind(&row.tenant_id)
+        .fetch_optional(store.pool())
+        .await?;
+    let mut people = Vec::with_capacity(config.members.len());
+    for m in &config.members {
+        people.push(person(store, &row.tenant_id, &m.staff_id).await?);
+    }
+    let backup = match &config.backup_staff_id {
+        Some(id) => person(store, &row.tenant_id, id).await?,
+        None => None,
+    };
+    let wecom: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM wecom_settings WHERE tenant_id = $1")
+        .bind(&row.tenant_id)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(Some(Snapshot {
+        id: row.id.clone(),
+        tenant_id: row.tenant_id.clone(),
+        code: row.code.clone(),
+        kind: config.kind,
+        mode: config.mode,
+        active: config.active,
+        deleted: row.deleted_at.is_some(),
+        members: config.members,
+        people,
+        backup,
+        schedule: config.schedule,
+        tz: parse_tz(tenant_tz.as_deref()).unwrap_or(crate::schedule::DEFAULT_TZ),
+        groups: config.groups,
+        welcome_text: config.welcome_text,
+        state: config.state,
+        wecom_configured: wecom > 0,
+    }))
+}
+
+async fn person(store: &Store, tenant_id: &str, staff_id: &str) -> anyhow::Result<Option<Person>> {
+    let row: Option<(String, String, i64, Option<String>)> =
+        sqlx::query_as("SELECT id, name, active, wecom_userid FROM staff WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(staff_id)
+            .fetch_optional(store.pool())
+            .await?;
+    let Some((id, name, active, wecom_userid)) = row else {
+        return Ok(None);
+    };
+    let card_slug: Option<String> = sqlx::query_scalar("SELECT slug FROM cards WHERE tenant_id = $1 AND staff_id = $2")
+        .bind(tenant_id)
+        .bind(&id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(Some(Person {
+        staff_id: id,
+        name,
+        active: active != 0,
+        wecom_userid,
+        card_slug,
+    }))
+}

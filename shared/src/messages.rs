@@ -110,9 +110,9 @@ impl Message for AssignmentAccepted {
     const TOPIC: &'static str = "assignment.accepted";
 }
 
-/// A scan of a live, channel or group code (recorded in batches, off the request path).
+/// One scan of a live, channel or group code.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ScanRecorded {
+pub struct Scan {
     pub scan_id: String,
     pub code_id: String,
     pub code: String,
@@ -124,7 +124,14 @@ pub struct ScanRecorded {
     pub at_ms: i64,
 }
 
-impl Message for ScanRecorded {
+/// Scans recorded in one flush of the scan buffer, for one tenant. Batched because
+/// a busy code sees thousands of scans a second and each is worth little alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScansRecorded {
+    pub scans: Vec<Scan>,
+}
+
+impl Message for ScansRecorded {
     const TOPIC: &'static str = "scan.recorded";
 }
 

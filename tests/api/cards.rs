@@ -26,33 +26,9 @@ const HOSTILE_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;&l
 
 // ---- helpers -------------------------------------------------------------------
 
-async fn staff_ids(app: &TestApp, admin: &str) -> HashMap<String, String> {
-    let (status, staff) = app.get(admin, "/v1/staff").await;
-    assert_eq!(status, 200, "{staff}");
-    staff["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["email"].as_str().unwrap().to_string(),
-                s["id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 async fn put_card(app: &TestApp, token: &str, staff_id: &str, body: &Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .put(app.url(&format!("/v1/cards/{staff_id}")))
-        .bearer_auth(token)
-        .json(body)
-        .send()
+    app.send(reqwest::Method::PUT, token, &format!("/v1/cards/{staff_id}"), body)
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Creates (or replaces) a card and returns its slug.
@@ -232,7 +208,7 @@ fn unescape(value: &str) -> String {
 async fn cards_are_created_updated_and_guarded(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr1_id = &ids["sdr1@demo.local"];
     let sdr2_id = &ids["sdr2@demo.local"];
     let sdr1 = app.login("demo", "sdr1@demo.local", PASSWORD).await;
@@ -387,7 +363,7 @@ async fn cards_are_created_updated_and_guarded(backend: Backend) {
     .await
     .unwrap();
     let other = app.login("other", "boss@other.example", "other-password").await;
-    let other_ids = staff_ids(&app, &other).await;
+    let other_ids = app.staff_ids(&other).await;
     let boss_id = &other_ids["boss@other.example"];
     let (status, _) = put_card(&app, &admin, boss_id, &json!({"display_name": "x"})).await;
     assert_eq!(status, 404);
@@ -434,7 +410,7 @@ async fn cards_are_created_updated_and_guarded(backend: Backend) {
 async fn the_page_escapes_hostile_input_and_shows_open_graph(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr1_id = &ids["sdr1@demo.local"];
     let sdr3_id = &ids["sdr3@demo.local"];
 
@@ -546,7 +522,7 @@ async fn the_page_escapes_hostile_input_and_shows_open_graph(backend: Backend) {
 async fn the_vcard_round_trips(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr2_id = &ids["sdr2@demo.local"];
     let name = format!("王, 小明; \"测试\" \\ {}", "欧阳".repeat(20));
     let bio = "十年外贸, 擅长欧洲; 市场\n第二行 \\ 反斜杠";
@@ -617,7 +593,7 @@ async fn the_vcard_round_trips(backend: Backend) {
 async fn the_card_form_routes_to_the_card_owner(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr2_id = ids["sdr2@demo.local"].clone();
     let sdr2 = app.login("demo", "sdr2@demo.local", PASSWORD).await;
     let slug = card_for(
@@ -741,7 +717,7 @@ async fn the_card_form_routes_to_the_card_owner(backend: Backend) {
 async fn honeypot_creates_nothing_and_the_form_is_rate_limited(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr1_id = &ids["sdr1@demo.local"];
     let slug = card_for(&app, &admin, sdr1_id, json!({"display_name": "韩梅梅"})).await;
     let pool = app.app.infra().store.pool();
@@ -804,7 +780,7 @@ fn chrono_now_ms() -> i64 {
 async fn shares_build_a_tree_and_stats_count_them(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr3_id = ids["sdr3@demo.local"].clone();
     let sdr3 = app.login("demo", "sdr3@demo.local", PASSWORD).await;
     let slug = card_for(&app, &sdr3, &sdr3_id, json!({"display_name": "王小明"})).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, eventually, spawn_app};
+use crate::helpers::{Backend, TestApp, eventually, no_redirects, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -21,30 +21,6 @@ on_both_backends!(
     wecom_landing_uses_a_contact_way_from_wecom,
     codes_stay_inside_their_tenant,
 );
-
-pub fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// Staff ids of the demo tenant by e-mail.
-pub async fn staff_ids(app: &TestApp, admin: &str) -> HashMap<String, String> {
-    let (_, staff) = app.get(admin, "/v1/staff").await;
-    staff["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["email"].as_str().unwrap().to_string(),
-                s["id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 pub async fn create_code(app: &TestApp, token: &str, body: Value) -> Value {
     let (status, code) = app.post(token, "/v1/live-codes", &body).await;
@@ -75,23 +51,10 @@ async fn scan_as_new_visitor(app: &TestApp, code: &str) -> String {
         .1
 }
 
-async fn patch(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .patch(app.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn caps_hold_under_200_concurrent_scans(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let code = create_code(
         &app,
         &admin,
@@ -130,7 +93,7 @@ async fn caps_hold_under_200_concurrent_scans(backend: Backend) {
 async fn rotation_modes_share_scans_as_configured(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let (s1, s2, s3) = (
         &ids["sdr1@demo.local"],
         &ids["sdr2@demo.local"],
@@ -188,13 +151,14 @@ async fn rotation_modes_share_scans_as_configured(backend: Backend) {
 
     // Changing members keeps the code and its URL.
     let id = rr["id"].as_str().unwrap();
-    let (status, changed) = patch(
-        &app,
-        &admin,
-        &format!("/v1/live-codes/{id}"),
-        json!({"members": [{"staff_id": s3}]}),
-    )
-    .await;
+    let (status, changed) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"members": [{"staff_id": s3}]}),
+        )
+        .await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!(changed["code"], rr["code"]);
     assert_eq!(changed["url"], rr["url"]);
@@ -205,7 +169,7 @@ async fn rotation_modes_share_scans_as_configured(backend: Backend) {
 async fn schedule_offline_members_and_backup(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let (s1, s2, s3) = (
         &ids["sdr1@demo.local"],
         &ids["sdr2@demo.local"],
@@ -239,58 +203,77 @@ async fn schedule_offline_members_and_backup(backend: Backend) {
         .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
         .format("%Y-%m-%d")
         .to_string();
-    let (status, _) = patch(
-        &app,
-        &admin,
-        &format!("/v1/live-codes/{id}"),
-        json!({"schedule": {"weekly": always, "dates_off": [today]}}),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"schedule": {"weekly": always, "dates_off": [today]}}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(scan_as_new_visitor(&app, c).await, "SDR 3");
     // Closed all week: the backup too.
-    let (status, _) = patch(
-        &app,
-        &admin,
-        &format!("/v1/live-codes/{id}"),
-        json!({"schedule": {"weekly": {}}}),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"schedule": {"weekly": {}}}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(scan_as_new_visitor(&app, c).await, "SDR 3");
     // Open again, but the only online member is switched off as staff: backup.
-    let (status, _) = patch(&app, &admin, &format!("/v1/live-codes/{id}"), json!({"schedule": null})).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"schedule": null}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = patch(&app, &admin, &format!("/v1/staff/{s1}"), json!({"active": false})).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/staff/{s1}"),
+            &json!({"active": false}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = patch(
-        &app,
-        &admin,
-        &format!("/v1/live-codes/{id}"),
-        json!({"name": "sched 2"}),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"name": "sched 2"}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(scan_as_new_visitor(&app, c).await, "SDR 3");
     // No backup left: a polite page, still 200.
-    let (status, _) = patch(
-        &app,
-        &admin,
-        &format!("/v1/live-codes/{id}"),
-        json!({"backup_staff_id": null}),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"backup_staff_id": null}),
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, page) = landing(&no_redirects(), &app.url(&format!("/s/{c}")), "Mozilla/5.0").await;
     assert_eq!((status, page.as_str()), (200, "暂无可用顾问"));
     // Bad schedules are refused with the field named.
-    let (status, problem) = patch(
-        &app,
-        &admin,
-        &format!("/v1/live-codes/{id}"),
-        json!({"schedule": {"weekly": {"mon": [{"start": "18:00", "end": "09:00"}]}}}),
-    )
-    .await;
+    let (status, problem) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"schedule": {"weekly": {"mon": [{"start": "18:00", "end": "09:00"}]}}}),
+        )
+        .await;
     assert_eq!(status, 422);
     assert_eq!(problem["errors"][0]["field"], "schedule.weekly.mon[0]");
     app.stop().await;
@@ -299,7 +282,7 @@ async fn schedule_offline_members_and_backup(backend: Backend) {
 async fn returning_visitors_keep_their_member_without_using_a_cap(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let code = create_code(&app, &admin, json!({
         "name": "sticky",
         "members": [{"staff_id": ids["sdr1@demo.local"], "daily_limit": 1}, {"staff_id": ids["sdr2@demo.local"], "daily_limit": 1}],
@@ -334,7 +317,7 @@ async fn returning_visitors_keep_their_member_without_using_a_cap(backend: Backe
 async fn disabled_deleted_and_unknown_codes(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let code = create_code(
         &app,
         &admin,
@@ -347,7 +330,14 @@ async fn disabled_deleted_and_unknown_codes(backend: Backend) {
     let client = no_redirects();
     assert_eq!(landing(&client, &app.url(&format!("/s/{c}")), "x").await.0, 200);
 
-    let (status, _) = patch(&app, &admin, &format!("/v1/live-codes/{id}"), json!({"active": false})).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"active": false}),
+        )
+        .await;
     assert_eq!(status, 200);
     let resp = client.get(app.url(&format!("/s/{c}"))).send().await.unwrap();
     assert_eq!(resp.status(), 410);
@@ -358,7 +348,14 @@ async fn disabled_deleted_and_unknown_codes(backend: Backend) {
             .starts_with("text/html")
     );
 
-    let (status, _) = patch(&app, &admin, &format!("/v1/live-codes/{id}"), json!({"active": true})).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/live-codes/{id}"),
+            &json!({"active": true}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(landing(&client, &app.url(&format!("/s/{c}")), "x").await.0, 200);
 
@@ -407,7 +404,7 @@ async fn disabled_deleted_and_unknown_codes(backend: Backend) {
 async fn scans_never_redirect_off_site(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr1 = &ids["sdr1@demo.local"];
     let (status, card) = app
         .client
@@ -484,7 +481,7 @@ fn rasterise_svg(svg: &str) -> image::GrayImage {
 async fn qr_images_decode_to_the_code_url(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let (_, campaign) = app.post(&admin, "/v1/campaigns", &json!({"name": "Spring expo"})).await;
     let (_, channel) = app
         .post(
@@ -573,7 +570,7 @@ async fn qr_images_decode_to_the_code_url(backend: Backend) {
 async fn group_codes_fill_in_turn(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let code = create_code(
         &app,
         &admin,
@@ -598,7 +595,7 @@ async fn group_codes_fill_in_turn(backend: Backend) {
 async fn stats_count_scans_visitors_picks_and_captures(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let code = create_code(&app, &admin, json!({"name": "stats", "members": [{"staff_id": ids["sdr1@demo.local"], "daily_limit": 2}], "backup_staff_id": ids["sdr2@demo.local"]})).await;
     let c = code["code"].as_str().unwrap();
     let id = code["id"].as_str().unwrap();
@@ -697,7 +694,7 @@ async fn wecom_landing_uses_a_contact_way_from_wecom(backend: Backend) {
 
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let sdr1 = &ids["sdr1@demo.local"];
     let resp = app
         .client
@@ -714,13 +711,14 @@ async fn wecom_landing_uses_a_contact_way_from_wecom(backend: Backend) {
     let shown: Value = resp.json().await.unwrap();
     assert_eq!(shown["secret_set"], true);
     assert!(!shown.to_string().contains("s3cret"), "secrets are write-only");
-    let (status, _) = patch(
-        &app,
-        &admin,
-        &format!("/v1/staff/{sdr1}"),
-        json!({"wecom_userid": "zhangsan"}),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            &format!("/v1/staff/{sdr1}"),
+            &json!({"wecom_userid": "zhangsan"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let code = create_code(
         &app,
@@ -781,7 +779,7 @@ async fn codes_stay_inside_their_tenant(backend: Backend) {
     .unwrap();
     let admin = app.admin().await;
     let rival = app.login("rival", "boss@rival.example", "rival-password").await;
-    let ids = staff_ids(&app, &admin).await;
+    let ids = app.staff_ids(&admin).await;
     let code = create_code(
         &app,
         &admin,

@@ -174,6 +174,36 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any method with a JSON body; answers the status and the JSON (or null).
+    pub async fn send(&self, method: reqwest::Method, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The tenant's staff ids by e-mail, as seen by `admin`.
+    pub async fn staff_ids(&self, admin: &str) -> HashMap<String, String> {
+        let (status, staff) = self.get(admin, "/v1/staff").await;
+        assert_eq!(status, 200, "{staff}");
+        let items = staff["items"].as_array().unwrap();
+        items
+            .iter()
+            .map(|s| {
+                (
+                    s["email"].as_str().unwrap().to_string(),
+                    s["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub async fn post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .client
@@ -214,6 +244,15 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A client that shows redirects instead of following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 pub async fn spawn_app(backend: Backend) -> (Environment, TestApp) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use huoke_shared::cache::Cache;
+use huoke_shared::visitor::Visitor;
 
 use crate::model::Kind;
 use crate::rotation::order;
@@ -81,12 +82,17 @@ pub async fn pick(
     cache: &dyn Cache,
     cursors: &Cursors,
     snap: &Snapshot,
-    visitor: &str,
+    visitor: &Visitor,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
     let day = local_day(now, snap.tz);
-    let sticky = sticky_key(snap, visitor, &day);
-    let earlier = cache.get(&sticky).await?;
+    let sticky = sticky_key(snap, &visitor.hash, &day);
+    // A visitor we have just given a cookie cannot have an earlier pick: skip the lookup.
+    let earlier = if visitor.new_cookie.is_some() {
+        None
+    } else {
+        cache.get(&sticky).await?
+    };
 
     if snap.kind == Kind::Group {
         return pick_group(cache, snap, earlier.as_deref(), &sticky).await;

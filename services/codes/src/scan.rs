@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use huoke_shared::Infra;
 use huoke_shared::clock::{new_id, now_ms};
-use huoke_shared::messages::ScanRecorded;
+use huoke_shared::messages::Scan;
 use huoke_shared::visitor::{Client, identify};
 
 use crate::pages;
@@ -54,7 +54,7 @@ pub async fn scan(
 
     let visitor = identify(&req, &snap.tenant_id);
     let client = Client::of(&req);
-    let outcome = match pick(&*infra.cache, &state.cursors, &snap, &visitor.hash, Utc::now()).await {
+    let outcome = match pick(&*infra.cache, &state.cursors, &snap, &visitor, Utc::now()).await {
         Ok(outcome) => outcome,
         Err(err) => {
             // The cache is down: fall back to the backup (or first member) uncounted,
@@ -73,7 +73,7 @@ pub async fn scan(
         .increment(1);
     state.recorder.record(ScanRecord {
         tenant_id: snap.tenant_id.clone(),
-        event: ScanRecorded {
+        scan: Scan {
             scan_id: new_id(),
             code_id: snap.id.clone(),
             code: snap.code.clone(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::Cache;
 

@@ -41,6 +41,7 @@ CREATE TABLE live_codes (
     groups           TEXT NOT NULL,   -- JSON array (group codes)
     active           BIGINT NOT NULL,
     deleted_at       BIGINT,          -- deleted codes answer 410, never reused
+    logo_png         TEXT,            -- base64 PNG drawn in the centre of QR images on request
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );

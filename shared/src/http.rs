@@ -53,27 +53,38 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             if declared.is_some_and(|n| n > DRAIN_LIMIT) {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
-            let mut body = web::BytesMut::new();
-            let mut too_large = false;
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    too_large = true;
-                }
-                if too_large {
-                    if body.len() + chunk.len() > DRAIN_LIMIT {
-                        break;
-                    }
-                    body.truncate(0);
-                    continue;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if too_large {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
+            let body = read_limited(&mut payload, limit).await?;
             parse_json(&body).map(Json)
         })
+    }
+}
+
+/// Reads a request body of at most `limit` bytes. A larger one is drained (up to
+/// `DRAIN_LIMIT`) so the client reads our 413 rather than a reset connection.
+pub async fn read_limited<S>(payload: &mut S, limit: usize) -> Result<web::BytesMut, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    let mut body = web::BytesMut::new();
+    let mut too_large = false;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            too_large = true;
+        }
+        if too_large {
+            if body.len() + chunk.len() > DRAIN_LIMIT {
+                break;
+            }
+            body.truncate(0);
+            continue;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if too_large {
+        Err(ApiError::PayloadTooLarge(limit))
+    } else {
+        Ok(body)
     }
 }
 

@@ -15,10 +15,8 @@ on_both_backends!(
     returning_visitors_keep_their_member_without_using_a_cap,
     disabled_deleted_and_unknown_codes,
     scans_never_redirect_off_site,
-    qr_images_decode_to_the_code_url,
     group_codes_fill_in_turn,
     stats_count_scans_visitors_picks_and_captures,
-    wecom_landing_uses_a_contact_way_from_wecom,
     codes_stay_inside_their_tenant,
 );
 
@@ -29,7 +27,7 @@ pub async fn create_code(app: &TestApp, token: &str, body: Value) -> Value {
 }
 
 /// The name on the page a scan lands on (`<h1>` of our pages), or the redirect target.
-async fn landing(client: &reqwest::Client, url: &str, user_agent: &str) -> (u16, String) {
+pub async fn landing(client: &reqwest::Client, url: &str, user_agent: &str) -> (u16, String) {
     let resp = client.get(url).header("user-agent", user_agent).send().await.unwrap();
     let status = resp.status().as_u16();
     if let Some(location) = resp.headers().get("location") {
@@ -441,132 +439,6 @@ async fn scans_never_redirect_off_site(backend: Backend) {
     app.stop().await;
 }
 
-/// Reads a QR code from an image.
-fn decode(img: image::GrayImage) -> String {
-    let mut prepared = rqrr::PreparedImage::prepare(img);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in the image");
-    grids[0].decode().unwrap().1
-}
-
-/// Rasterises our SVG (one `M{x} {y}h1v1h-1z` per dark module) at 8 px per module.
-fn rasterise_svg(svg: &str) -> image::GrayImage {
-    let side: u32 = svg
-        .split("viewBox=\"0 0 ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let path = svg.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
-    let mut img = image::GrayImage::from_pixel(side * 8, side * 8, image::Luma([255]));
-    for cell in path.split('M').filter(|s| !s.is_empty()) {
-        let xy = cell.split('h').next().unwrap();
-        let mut parts = xy.split(' ');
-        let (x, y): (u32, u32) = (
-            parts.next().unwrap().parse().unwrap(),
-            parts.next().unwrap().parse().unwrap(),
-        );
-        for dy in 0..8 {
-            for dx in 0..8 {
-                img.put_pixel(x * 8 + dx, y * 8 + dy, image::Luma([0]));
-            }
-        }
-    }
-    img
-}
-
-async fn qr_images_decode_to_the_code_url(backend: Backend) {
-    let (_env, app) = spawn_app(backend).await;
-    let admin = app.admin().await;
-    let ids = app.staff_ids(&admin).await;
-    let (_, campaign) = app.post(&admin, "/v1/campaigns", &json!({"name": "Spring expo"})).await;
-    let (_, channel) = app
-        .post(
-            &admin,
-            "/v1/channels",
-            &json!({"name": "Booth", "kind": "employee_live_code", "campaign_id": campaign["id"]}),
-        )
-        .await;
-    let code = create_code(&app, &admin, json!({"name": "booth A", "campaign_id": campaign["id"], "channel_id": channel["id"], "members": [{"staff_id": ids["sdr1@demo.local"]}]})).await;
-    let code_b = create_code(
-        &app,
-        &admin,
-        json!({"name": "booth B", "campaign_id": campaign["id"], "members": [{"staff_id": ids["sdr2@demo.local"]}]}),
-    )
-    .await;
-    let url = code["url"].as_str().unwrap();
-    assert!(url.ends_with(&format!("/s/{}", code["code"].as_str().unwrap())));
-
-    let png_url = format!(
-        "{}?size=300&margin=2&ec=H&fg=1a237e&bg=fffde7",
-        app.url(&format!("/v1/live-codes/{}/qr.png", code["id"].as_str().unwrap()))
-    );
-    let resp = app.client.get(&png_url).bearer_auth(&admin).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "image/png");
-    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
-    let png = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
-    assert!(png.width() <= 300 && png.width() >= 200);
-    assert_eq!(decode(png.to_luma8()), url);
-    let again = app
-        .client
-        .get(&png_url)
-        .bearer_auth(&admin)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 304);
-
-    let resp = app
-        .client
-        .get(app.url(&format!("/v1/live-codes/{}/qr.svg", code["id"].as_str().unwrap())))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
-    assert_eq!(decode(rasterise_svg(&resp.text().await.unwrap())), url);
-
-    let (status, problem) = app
-        .get(
-            &admin,
-            &format!("/v1/live-codes/{}/qr.png?ec=Z&size=5", code["id"].as_str().unwrap()),
-        )
-        .await;
-    assert_eq!(status, 422, "{problem}");
-
-    let resp = app
-        .client
-        .get(app.url(&format!("/v1/campaigns/{}/qr.zip", campaign["id"].as_str().unwrap())))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(resp.bytes().await.unwrap().to_vec())).unwrap();
-    let mut names: Vec<String> = (0..zip.len())
-        .map(|i| zip.by_index(i).unwrap().name().to_string())
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [
-            format!("Booth/booth_A-{}.png", code["code"].as_str().unwrap()),
-            format!("no-channel/booth_B-{}.png", code_b["code"].as_str().unwrap())
-        ]
-    );
-    let mut entry = zip.by_index(0).unwrap();
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-    let decoded = decode(image::load_from_memory(&bytes).unwrap().to_luma8());
-    assert!(decoded == url || decoded == code_b["url"].as_str().unwrap());
-    app.stop().await;
-}
-
 async fn group_codes_fill_in_turn(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
@@ -645,125 +517,6 @@ async fn stats_count_scans_visitors_picks_and_captures(backend: Backend) {
         .await;
     assert_eq!(status, 422);
     app.stop().await;
-}
-
-async fn wecom_landing_uses_a_contact_way_from_wecom(backend: Backend) {
-    use wiremock::matchers::{method, path, query_param};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-
-    let wecom = MockServer::start().await;
-    // The first token is already stale by the time it is used; the second works.
-    Mock::given(method("GET"))
-        .and(path("/cgi-bin/gettoken"))
-        .and(query_param("corpid", "ww-corp"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"errcode": 0, "access_token": "STALE", "expires_in": 7200})),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&wecom)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/cgi-bin/gettoken"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"errcode": 0, "access_token": "FRESH", "expires_in": 7200})),
-        )
-        .expect(1)
-        .mount(&wecom)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/cgi-bin/externalcontact/add_contact_way"))
-        .and(query_param("access_token", "STALE"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"errcode": 42001, "errmsg": "access_token expired"})),
-        )
-        .expect(1)
-        .mount(&wecom)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/cgi-bin/externalcontact/add_contact_way"))
-        .and(query_param("access_token", "FRESH"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"errcode": 0, "config_id": "cfg-1", "qr_code": "https://wework.qpic.cn/wwpic/contact-me-1"}),
-        ))
-        .expect(1)
-        .mount(&wecom)
-        .await;
-
-    let (_env, app) = spawn_app(backend).await;
-    let admin = app.admin().await;
-    let ids = app.staff_ids(&admin).await;
-    let sdr1 = &ids["sdr1@demo.local"];
-    let resp = app
-        .client
-        .put(app.url("/v1/integrations/wecom"))
-        .bearer_auth(&admin)
-        .json(&json!({
-            "corp_id": "ww-corp", "secret": "s3cret", "callback_token": "QDG6eK",
-            "encoding_aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "api_base": wecom.uri(),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let shown: Value = resp.json().await.unwrap();
-    assert_eq!(shown["secret_set"], true);
-    assert!(!shown.to_string().contains("s3cret"), "secrets are write-only");
-    let (status, _) = app
-        .send(
-            reqwest::Method::PATCH,
-            &admin,
-            &format!("/v1/staff/{sdr1}"),
-            &json!({"wecom_userid": "zhangsan"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let code = create_code(
-        &app,
-        &admin,
-        json!({"name": "wecom", "members": [{"staff_id": sdr1}], "welcome_text": "欢迎 <b>来访</b>"}),
-    )
-    .await;
-    let url = app.url(&format!("/s/{}", code["code"].as_str().unwrap()));
-
-    let wechat = "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 MicroMessenger/8.0.47";
-    for _ in 0..3 {
-        let resp = no_redirects()
-            .get(&url)
-            .header("user-agent", wechat)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let html = resp.text().await.unwrap();
-        assert!(
-            html.contains("src=\"https://wework.qpic.cn/wwpic/contact-me-1\""),
-            "{html}"
-        );
-        assert!(html.contains("欢迎 &lt;b&gt;来访&lt;/b&gt;"));
-    }
-    // Outside WeChat the visitor is not shown the WeCom page.
-    let (status, name) = landing(&no_redirects(), &url, "Mozilla/5.0 (X11; Linux)").await;
-    assert_eq!((status, name.as_str()), (200, "SDR 1"));
-
-    let requests = wecom.received_requests().await.unwrap();
-    let created: Vec<Value> = requests
-        .iter()
-        .filter(|r| r.url.path().ends_with("add_contact_way"))
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect();
-    let last = created.last().unwrap();
-    assert_eq!(last["user"], json!(["zhangsan"]));
-    let state = last["state"].as_str().unwrap();
-    assert!(
-        state.starts_with(code["code"].as_str().unwrap()) && state.len() <= 30,
-        "{state}"
-    );
-    app.stop().await;
-    // The mock checks its `expect` counts when dropped: one contact way for three scans.
-    drop(wecom);
 }
 
 async fn codes_stay_inside_their_tenant(backend: Backend) {

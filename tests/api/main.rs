@@ -10,6 +10,8 @@ mod cache_contract;
 mod cards;
 mod cli;
 mod codes;
+mod codes_qr;
+mod codes_wecom;
 mod durability;
 mod input_errors;
 mod lead_flow;

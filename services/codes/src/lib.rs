@@ -47,6 +47,7 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
             .route("/v1/live-codes/{id}", web::patch().to(admin::update))
             .route("/v1/live-codes/{id}", web::delete().to(admin::delete))
             .route("/v1/live-codes/{id}/qr.{format}", web::get().to(qr::image))
+            .route("/v1/live-codes/{id}/logo", web::put().to(qr::put_logo))
             .route("/v1/live-codes/{id}/stats", web::get().to(stats::stats))
             .route("/v1/campaigns/{id}/qr.zip", web::get().to(qr::campaign_zip))
             .route("/v1/integrations/wecom", web::put().to(integrations::put))

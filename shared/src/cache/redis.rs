@@ -43,7 +43,12 @@ static INCR_CAPPED_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Scr
 impl RedisCache {
     pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("parsing REDIS_URL")?;
-        let conn = ConnectionManager::new(client)
+        // The default 500 ms response timeout turns a busy moment (hundreds of scans at
+        // once on a loaded host) into errors; a slow answer is better than none here.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, config)
             .await
             .context("connecting to Redis (REDIS_URL)")?;
         let prefix = if namespace.is_empty() {

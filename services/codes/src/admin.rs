@@ -95,6 +95,37 @@ async fn check_references(infra: &Infra, tenant_id: &str, c: &CodeConfig) -> Api
     Ok(errors)
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a configuration's twelve columns, in the order both the INSERT and the
+/// UPDATE list them first.
+fn bind_config<'q>(query: AnyQuery<'q>, c: &'q CodeConfig) -> ApiResult<AnyQuery<'q>> {
+    Ok(query
+        .bind(&c.name)
+        .bind(&c.campaign_id)
+        .bind(&c.channel_id)
+        .bind(c.mode.as_str())
+        .bind(json(&c.members)?)
+        .bind(
+            c.schedule
+                .as_ref()
+                .map(|s| serde_json::to_string(s))
+                .transpose()
+                .map_err(anyhow::Error::from)?,
+        )
+        .bind(&c.backup_staff_id)
+        .bind(json(&c.tags)?)
+        .bind(&c.welcome_text)
+        .bind(&c.state)
+        .bind(json(&c.groups)?)
+        .bind(c.active as i64))
+}
+
+/// JSON text of a value, for the TEXT columns that hold JSON.
+fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
 pub async fn load(infra: &Infra, tenant_id: &str, id: &str) -> ApiResult<CodeRow> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CODE_COLUMNS} FROM live_codes WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
@@ -119,26 +150,18 @@ pub async fn create(infra: web::Data<Infra>, caller: Caller, body: Json<CodeInpu
     loop {
         let code = mint_code();
         let mut tx = infra.store.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO live_codes (id, tenant_id, code, kind, name, campaign_id, channel_id, mode, members, schedule, backup_staff_id, tags, welcome_text, state, groups, active, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
-        )
+        let inserted = bind_config(
+            sqlx::query(
+                "INSERT INTO live_codes (name, campaign_id, channel_id, mode, members, schedule, backup_staff_id, tags, welcome_text, state, groups, active,
+                                         id, tenant_id, code, kind, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+            ),
+            &config,
+        )?
         .bind(&id)
         .bind(&caller.tenant_id)
         .bind(&code)
         .bind(config.kind.as_str())
-        .bind(&config.name)
-        .bind(&config.campaign_id)
-        .bind(&config.channel_id)
-        .bind(config.mode.as_str())
-        .bind(serde_json::to_string(&config.members).map_err(anyhow::Error::from)?)
-        .bind(config.schedule.as_ref().map(|s| serde_json::to_string(s).expect("schedules serialise")))
-        .bind(&config.backup_staff_id)
-        .bind(serde_json::to_string(&config.tags).map_err(anyhow::Error::from)?)
-        .bind(&config.welcome_text)
-        .bind(&config.state)
-        .bind(serde_json::to_string(&config.groups).map_err(anyhow::Error::from)?)
-        .bind(config.active as i64)
         .bind(now)
         .execute(&mut *tx)
         .await;
@@ -205,23 +228,14 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let mut tx = infra.store.begin().await?;
-    sqlx::query(
-        "UPDATE live_codes SET name = $1, campaign_id = $2, channel_id = $3, mode = $4, members = $5, schedule = $6,
-                backup_staff_id = $7, tags = $8, welcome_text = $9, state = $10, groups = $11, active = $12, updated_at = $13
-         WHERE tenant_id = $14 AND id = $15",
-    )
-    .bind(&config.name)
-    .bind(&config.campaign_id)
-    .bind(&config.channel_id)
-    .bind(config.mode.as_str())
-    .bind(serde_json::to_string(&config.members).map_err(anyhow::Error::from)?)
-    .bind(config.schedule.as_ref().map(|s| serde_json::to_string(s).expect("schedules serialise")))
-    .bind(&config.backup_staff_id)
-    .bind(serde_json::to_string(&config.tags).map_err(anyhow::Error::from)?)
-    .bind(&config.welcome_text)
-    .bind(&config.state)
-    .bind(serde_json::to_string(&config.groups).map_err(anyhow::Error::from)?)
-    .bind(config.active as i64)
+    bind_config(
+        sqlx::query(
+            "UPDATE live_codes SET name = $1, campaign_id = $2, channel_id = $3, mode = $4, members = $5, schedule = $6,
+                    backup_staff_id = $7, tags = $8, welcome_text = $9, state = $10, groups = $11, active = $12, updated_at = $13
+             WHERE tenant_id = $14 AND id = $15",
+        ),
+        &config,
+    )?
     .bind(now_ms())
     .bind(&caller.tenant_id)
     .bind(&row.id)

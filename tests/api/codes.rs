@@ -68,11 +68,16 @@ async fn caps_hold_under_200_concurrent_scans(backend: Backend) {
     )
     .await;
     let url = app.url(&format!("/s/{}", code["code"].as_str().unwrap()));
+    // One client (its pool opens the connections) and all 200 requests released at
+    // once; no cookies, so every scan is a new visitor.
+    let client = no_redirects();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
     let mut tasks = Vec::new();
     for _ in 0..200 {
-        let url = url.clone();
+        let (url, client, start) = (url.clone(), client.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
-            landing(&no_redirects(), &url, "Mozilla/5.0").await
+            start.wait().await;
+            landing(&client, &url, "Mozilla/5.0").await
         }));
     }
     let mut landed: HashMap<String, usize> = HashMap::new();

@@ -12,6 +12,11 @@ use huoke_shared::repo::{staff, tenants};
 use huoke_shared::store::Store;
 use huoke_shared::telemetry::init_logging;
 
+// The scan path allocates many small short-lived values per request; glibc's
+// allocator showed as a fifth of its CPU profile (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "huoke",

@@ -29,7 +29,15 @@ pub fn init_logging() {
 /// Installs the Prometheus recorder (once per process).
 pub fn init_metrics() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Fixed buckets: recording into a bucketed histogram is a few atomic adds,
+        // where the default summary keeps a sketch per series.
+        const BUCKETS: &[f64] = &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("buckets are valid")
+            .build_recorder();
         let handle = recorder.handle();
         // A second recorder (several apps in one test process) is refused; the first serves all.
         let _ = metrics::set_global_recorder(recorder);

@@ -1,7 +1,7 @@
 //! What the scan path needs to know about a code, assembled from the store once and
-//! kept in process for a few seconds, so a scan normally touches no database.
-//! Edits through this process drop the entry at once; other replicas see them
-//! within `TTL`.
+//! kept in process, refreshed in the background every `TTL`, so a scan normally
+//! touches no database. Edits through this process drop the entry at once; other
+//! replicas see them within `TTL` (plus one reload).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,26 +93,78 @@ impl CodeRow {
     }
 }
 
+struct Entry {
+    loaded: Instant,
+    snap: Option<Arc<Snapshot>>,
+    refreshing: bool,
+}
+
+/// Snapshots by public code. A stale entry keeps serving while one background task
+/// reloads it, so expiry never sends a crowd of concurrent scans to the database
+/// at once (that stampede showed as a latency spike every `TTL`).
 #[derive(Default)]
 pub struct SnapshotCache {
-    entries: Mutex<HashMap<String, (Instant, Option<Arc<Snapshot>>)>>,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
 }
 
 impl SnapshotCache {
     /// The snapshot for a public code, `None` when no such code exists.
     pub async fn get(&self, store: &Store, code: &str) -> anyhow::Result<Option<Arc<Snapshot>>> {
-        if let Some((at, snap)) = self.entries.lock().expect("snapshot lock").get(code) {
-            if at.elapsed() < TTL {
-                return Ok(snap.clone());
+        {
+            let mut entries = self.entries.lock().expect("snapshot lock");
+            if let Some(entry) = entries.get_mut(code) {
+                if entry.loaded.elapsed() >= TTL && !entry.refreshing {
+                    entry.refreshing = true;
+                    self.refresh_in_background(store.clone(), code.to_string());
+                }
+                return Ok(entry.snap.clone());
             }
         }
+        // Never seen (or just edited here): load now.
         let snap = load(store, code).await?.map(Arc::new);
+        self.put(code, snap.clone());
+        Ok(snap)
+    }
+
+    fn refresh_in_background(&self, store: Store, code: String) {
+        let entries = self.entries.clone();
+        tokio::spawn(async move {
+            let loaded = load(&store, &code).await;
+            let mut entries = entries.lock().expect("snapshot lock");
+            match loaded {
+                Ok(snap) => {
+                    entries.insert(
+                        code,
+                        Entry {
+                            loaded: Instant::now(),
+                            snap: snap.map(Arc::new),
+                            refreshing: false,
+                        },
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "refreshing a code snapshot failed; serving the previous one");
+                    if let Some(entry) = entries.get_mut(&code) {
+                        entry.refreshing = false;
+                    }
+                }
+            }
+        });
+    }
+
+    fn put(&self, code: &str, snap: Option<Arc<Snapshot>>) {
         let mut entries = self.entries.lock().expect("snapshot lock");
         if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, (at, _)| at.elapsed() < TTL);
+            entries.retain(|_, e| e.loaded.elapsed() < TTL);
         }
-        entries.insert(code.to_string(), (Instant::now(), snap.clone()));
-        Ok(snap)
+        entries.insert(
+            code.to_string(),
+            Entry {
+                loaded: Instant::now(),
+                snap,
+                refreshing: false,
+            },
+        );
     }
 
     pub fn forget(&self, code: &str) {

@@ -64,6 +64,8 @@ pub struct Settings {
     /// Test aid: broker queues vanish after this long unused (`x-expires`).
     pub bus_queue_expires: Option<Duration>,
     pub max_body_bytes: usize,
+    /// Scans per second one client address may make, per process.
+    pub scan_rate_per_ip: u32,
 }
 
 impl Settings {
@@ -165,6 +167,7 @@ impl Settings {
                 .transpose()
                 .map_err(|_| bad("HUOKE_BUS_QUEUE_EXPIRES_MS", "must be a whole number"))?,
             max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
+            scan_rate_per_ip: number(&get, "HUOKE_SCAN_RATE_PER_IP", 2_000)?,
         })
     }
 

@@ -41,6 +41,18 @@ pub fn init_metrics() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // A second recorder (several apps in one test process) is refused; the first serves all.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples wait in lock-free buffers until drained; drain them
+        // regularly so memory stays flat when nobody scrapes /metrics.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .expect("metrics upkeep thread");
         handle
     })
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     group_codes_fill_in_turn,
     stats_count_scans_visitors_picks_and_captures,
     codes_stay_inside_their_tenant,
+    a_flood_from_one_address_is_refused,
 );
 
 pub async fn create_code(app: &TestApp, token: &str, body: Value) -> Value {
@@ -563,5 +564,31 @@ async fn codes_stay_inside_their_tenant(backend: Backend) {
         )
         .await;
     assert_eq!(status, 422);
+    app.stop().await;
+}
+
+async fn a_flood_from_one_address_is_refused(backend: Backend) {
+    let mut env = crate::helpers::Environment::new(backend).await;
+    env.vars.insert("HUOKE_SCAN_RATE_PER_IP".into(), "5".into());
+    let app = TestApp::start(&env, huoke::all_services()).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let code = create_code(
+        &app,
+        &admin,
+        json!({"name": "flood", "members": [{"staff_id": ids["sdr1@demo.local"]}]}),
+    )
+    .await;
+    let url = app.url(&format!("/s/{}", code["code"].as_str().unwrap()));
+    let client = no_redirects();
+    let mut statuses = Vec::new();
+    // Twelve quick scans: however a second boundary splits them, one side holds six.
+    for _ in 0..12 {
+        statuses.push(client.get(&url).send().await.unwrap().status().as_u16());
+    }
+    // Within one second at most five pass; the rest are told to wait (a new second may
+    // begin mid-loop, so count rather than expect an exact sequence).
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 200).count() >= 5, "{statuses:?}");
     app.stop().await;
 }

@@ -2,6 +2,7 @@
 //! scan path `/s/{code}`; QR images; scan analytics; the tenant's WeCom settings.
 
 mod admin;
+mod flood;
 mod integrations;
 pub mod model;
 mod pages;
@@ -37,6 +38,7 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
         cursors: Default::default(),
         recorder,
         wecom: WecomClient::new(),
+        flood: flood::FloodGuard::new(infra.settings.scan_rate_per_ip),
     });
     let routes: Routes = Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())

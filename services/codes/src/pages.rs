@@ -57,6 +57,13 @@ pub fn nobody() -> String {
     )
 }
 
+pub fn busy() -> String {
+    page(
+        "请稍后再试",
+        "<h1>请稍后再试</h1><p>Too many scans from your network right now. Please try again in a moment.</p>",
+    )
+}
+
 pub fn not_found() -> String {
     page("未找到", "<h1>二维码无效</h1><p>This code does not exist.</p>")
 }

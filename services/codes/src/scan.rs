@@ -8,7 +8,7 @@ use chrono::Utc;
 use huoke_shared::Infra;
 use huoke_shared::clock::{new_id, now_ms};
 use huoke_shared::messages::Scan;
-use huoke_shared::visitor::{Client, identify};
+use huoke_shared::visitor::{Client, client_ip, identify};
 
 use crate::pages;
 use crate::pick::{Outcome, pick};
@@ -39,6 +39,10 @@ pub async fn scan(
     let code = code.into_inner();
     if !plausible_code(&code) {
         return html(StatusCode::NOT_FOUND, pages::not_found());
+    }
+    if !state.flood.allow(&client_ip(&req), (now_ms() / 1000) as u64) {
+        metrics::counter!("huoke_scans_refused_total").increment(1);
+        return html(StatusCode::TOO_MANY_REQUESTS, pages::busy());
     }
     let snap = match state.snapshots.get(&infra.store, &code).await {
         Ok(Some(snap)) => snap,

@@ -1,5 +1,6 @@
 use huoke_shared::wecom::WecomClient;
 
+use crate::flood::FloodGuard;
 use crate::pick::Cursors;
 use crate::recorder::Recorder;
 use crate::snapshot::SnapshotCache;
@@ -10,4 +11,5 @@ pub struct CodesState {
     pub cursors: Cursors,
     pub recorder: Recorder,
     pub wecom: WecomClient,
+    pub flood: FloodGuard,
 }

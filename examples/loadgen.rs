@@ -51,11 +51,15 @@ struct Args {
     /// Optional `Cookie` header value to send with every request.
     #[arg(long)]
     cookie: Option<String>,
+    /// Write a CSV of 100 ms buckets (by scheduled time, warm-up excluded): requests,
+    /// p50, p99 and max latency — shows whether the tail comes from periodic stalls.
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
 }
 
 struct ConnStats {
-    /// Latencies of counted requests, microseconds.
-    micros: Vec<u32>,
+    /// Counted requests: (scheduled ms after the warm-up, latency in microseconds).
+    samples: Vec<(u32, u32)>,
     status_2xx: u64,
     status_3xx: u64,
     status_other: u64,
@@ -132,7 +136,7 @@ async fn connection(
     end: Instant,
 ) -> ConnStats {
     let mut stats = ConnStats {
-        micros: Vec::new(),
+        samples: Vec::new(),
         status_2xx: 0,
         status_3xx: 0,
         status_other: 0,
@@ -183,7 +187,9 @@ async fn connection(
         match outcome {
             Ok(status) => {
                 if counted {
-                    stats.micros.push(done.duration_since(from).as_micros().min(u32::MAX as u128) as u32);
+                    let at = scheduled.duration_since(counted_from).as_millis() as u32;
+                    let micros = done.duration_since(from).as_micros().min(u32::MAX as u128) as u32;
+                    stats.samples.push((at, micros));
                     match status {
                         200..=299 => stats.status_2xx += 1,
                         300..=399 => stats.status_3xx += 1,
@@ -211,6 +217,33 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+fn write_timeline(path: &std::path::Path, all: &[ConnStats]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut buckets: Vec<Vec<u32>> = Vec::new();
+    for &(at, micros) in all.iter().flat_map(|s| s.samples.iter()) {
+        let b = (at / 100) as usize;
+        if buckets.len() <= b {
+            buckets.resize_with(b + 1, Vec::new);
+        }
+        buckets[b].push(micros);
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "t_s,requests,p50_ms,p99_ms,max_ms")?;
+    for (b, v) in buckets.iter_mut().enumerate() {
+        v.sort_unstable();
+        writeln!(
+            out,
+            "{:.1},{},{:.3},{:.3},{:.3}",
+            b as f64 / 10.0,
+            v.len(),
+            percentile(v, 50.0),
+            percentile(v, 99.0),
+            v.last().map(|&m| m as f64 / 1000.0).unwrap_or(f64::NAN)
+        )?;
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -255,7 +288,10 @@ fn main() -> anyhow::Result<()> {
         (all, finished.duration_since(counted_from).as_secs_f64())
     });
 
-    let mut micros: Vec<u32> = all.iter().flat_map(|s| s.micros.iter().copied()).collect();
+    if let Some(path) = &args.timeline {
+        write_timeline(path, &all)?;
+    }
+    let mut micros: Vec<u32> = all.iter().flat_map(|s| s.samples.iter().map(|&(_, m)| m)).collect();
     micros.sort_unstable();
     let n = micros.len();
     let sum = |f: fn(&ConnStats) -> u64| all.iter().map(f).sum::<u64>();
@@ -267,7 +303,11 @@ fn main() -> anyhow::Result<()> {
         sum(|s| s.behind),
     );
     let achieved = n as f64 / window;
-    let mean = if n > 0 { micros.iter().map(|&m| m as f64).sum::<f64>() / n as f64 / 1000.0 } else { f64::NAN };
+    let mean = if n > 0 {
+        micros.iter().map(|&m| m as f64).sum::<f64>() / n as f64 / 1000.0
+    } else {
+        f64::NAN
+    };
     let (p50, p90, p99, p999) = (
         percentile(&micros, 50.0),
         percentile(&micros, 90.0),
@@ -277,13 +317,15 @@ fn main() -> anyhow::Result<()> {
     let max = micros.last().map(|&m| m as f64 / 1000.0).unwrap_or(f64::NAN);
     println!(
         "{} at {:.0} req/s scheduled over {} connections, {:.1}s counted after {:.1}s warm-up",
-        args.url, args.rate, args.connections, args.duration - args.warmup, args.warmup
+        args.url,
+        args.rate,
+        args.connections,
+        args.duration - args.warmup,
+        args.warmup
     );
     println!("  answered {n} ({s2} 2xx, {s3} 3xx, {so} other), {errors} errors, achieved {achieved:.0} req/s");
     println!("  sent behind schedule (connection still busy): {behind}");
-    println!(
-        "  latency ms: mean {mean:.3}  p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}"
-    );
+    println!("  latency ms: mean {mean:.3}  p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}");
     println!(
         "RESULT target_rps={:.0} achieved_rps={achieved:.0} n={n} s2xx={s2} s3xx={s3} other={so} errors={errors} behind={behind} mean_ms={mean:.3} p50_ms={p50:.3} p90_ms={p90:.3} p99_ms={p99:.3} p999_ms={p999:.3} max_ms={max:.3}",
         args.rate

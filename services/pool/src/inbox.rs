@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 use huoke_shared::auth::{Caller, Role};
 use huoke_shared::bus::Envelope;
-use huoke_shared::clock::{new_id, now_ms, rfc3339};
+use huoke_shared::clock::{now_ms, rfc3339};
 use huoke_shared::messages::AssignmentAccepted;
 use huoke_shared::paging::{PageQuery, Paged};
 use huoke_shared::store::Outbox;
@@ -123,15 +123,15 @@ pub async fn accept(infra: web::Data<Infra>, caller: Caller, id: web::Path<Strin
         .bind(&lead_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO lead_history (id, tenant_id, lead_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, 'accepted', $5, $6)")
-        .bind(new_id())
-        .bind(tenant)
-        .bind(&lead_id)
-        .bind(now)
-        .bind(&caller.staff_id)
-        .bind(json!({"assignment_id": id.as_str()}).to_string())
-        .execute(&mut *tx)
-        .await?;
+    huoke_shared::repo::history::record(
+        &mut tx,
+        tenant,
+        &lead_id,
+        "accepted",
+        &caller.staff_id,
+        json!({"assignment_id": id.as_str()}),
+    )
+    .await?;
     let event = AssignmentAccepted {
         assignment_id: id.to_string(),
         lead_id: lead_id.clone(),

@@ -36,24 +36,14 @@ fn identities(c: &CaptureReceived) -> Vec<(&'static str, String)> {
     }
     ids
 }
-
-pub async fn history(
+async fn history(
     tx: &mut Tx,
     tenant_id: &str,
     lead_id: &str,
     kind: &str,
     detail: serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO lead_history (id, tenant_id, lead_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, 'qualify', $6)")
-        .bind(new_id())
-        .bind(tenant_id)
-        .bind(lead_id)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    huoke_shared::repo::history::record(tx, tenant_id, lead_id, kind, "qualify", detail).await
 }
 
 #[async_trait::async_trait]

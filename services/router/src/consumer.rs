@@ -25,16 +25,7 @@ async fn history(
     kind: &str,
     detail: serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO lead_history (id, tenant_id, lead_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, 'router', $6)")
-        .bind(new_id())
-        .bind(tenant_id)
-        .bind(lead_id)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    huoke_shared::repo::history::record(tx, tenant_id, lead_id, kind, "router", detail).await
 }
 
 #[async_trait::async_trait]

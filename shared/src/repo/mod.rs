@@ -2,5 +2,6 @@
 //! auth, routing and the operator commands). Service-private tables live in the
 //! service crates.
 
+pub mod history;
 pub mod staff;
 pub mod tenants;

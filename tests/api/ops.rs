@@ -42,6 +42,19 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert!(openapi["paths"]["/v1/leads"].is_object());
+    for path in [
+        "/v1/leads",
+        "/v1/inbox",
+        "/v1/live-codes",
+        "/v1/live-codes/{id}/qr.png",
+        "/s/{code}",
+        "/c/{slug}",
+        "/v1/cards/{staff_id}",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} is not described in /openapi.json"
+        );
+    }
     app.stop().await;
 }

@@ -31,6 +31,7 @@
 #
 # Knobs (environment): ROUNDS=3 DURATION=15 (s per wrk run) CONNS=64 WRK_THREADS=1
 #   WARMUP=5 (s of wrk per target before measuring) HALF_DURATION=30 HALF_WARMUP=5 HALF_ROUNDS=2
+#   HALF_RATE= (fixed rate for the latency runs; default half of huoke's median max)
 #   PERF_TARGET= (e.g. huoke: after the rounds, profile that server with perf under wrk)
 #   LOAD_CPUS= (taskset CPU list for wrk/loadgen; empty = unpinned)
 #   SERVER_CPUS= (taskset CPU list for the servers; empty = unpinned)
@@ -357,9 +358,12 @@ not_picked() { # target
     curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" \
         | awk '/^huoke_scans_total/ && !/outcome="member"/ {s += $NF} END {printf "%d\n", s}'
 }
-# Before every measured run: fresh cap counters (and a fresh huoke-mem process).
+# Before every measured run: fresh cap counters (and a fresh huoke-mem process), and
+# the sticky keys of earlier runs deleted, so that no run pays for the millions of keys
+# (and the Redis table resizes) its predecessors left behind.
 prepare() { # target
     reset_caps
+    redis_unlink_all "$NS:huoke:codes:sticky:*"
     if [ "$1" = huoke-mem ]; then
         stop "$MEM_PID"
         start_mem
@@ -443,7 +447,7 @@ done
 
 # ------------------------------------------------------------------ half rate
 HUOKE_MAX=$(col_median huoke 3)
-HALF=$(awk -v m="$HUOKE_MAX" 'BEGIN {printf "%.0f", m / 2}')
+HALF=${HALF_RATE:-$(awk -v m="$HUOKE_MAX" 'BEGIN {printf "%.0f", m / 2}')}
 printf 'tag\ttarget\ttarget_rps\tachieved_rps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\tmax_ms\terrors\tnon3xx\tserver_cpu_s\tredis_cpu_s\tpostgres_cpu_s\tloadgen_cpu_s\tmachine_busy_cpu_s\tother_cpu_s\n' >"$OUT/half.tsv"
 log "latency at half of huoke's max ($HUOKE_MAX / 2 = $HALF req/s): loadgen, ${HALF_DURATION}s (${HALF_WARMUP}s warm-up), $CONNS connections, $HALF_ROUNDS round(s)"
 for r in $(seq 1 "$HALF_ROUNDS"); do

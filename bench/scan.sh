@@ -40,6 +40,7 @@
 #   TARGETS="bare huoke huoke-nocap huoke-mem" (order within each round)
 #   BENCH_COMMIT (label for the summary when running outside a git checkout)
 #   HUOKE_BIN (another huoke binary to measure, e.g. a local experiment)
+#   TENANT_TZ=Asia/Shanghai (the tenant's zone: cap counters are per local day)
 #   CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release, default ./target)
 set -euo pipefail
 
@@ -309,8 +310,15 @@ done
 first_cap=$(redis-cli -u "$BENCH_REDIS_URL" --scan --pattern "$NS:huoke:codes:cap:$CODE_CAPPED_ID:*" | head -1)
 [ -n "$first_cap" ] || die "no cap counter in Redis under $NS: the capped code is not counting on Redis"
 DAY=${first_cap##*:}
-CAP_KEYS=()
-for id in "${STAFF_IDS[@]}"; do CAP_KEYS+=("$NS:huoke:codes:cap:$CODE_CAPPED_ID:$id:$DAY"); done
+# Caps count per local day of the tenant (Asia/Shanghai unless set): a run that crosses
+# local midnight must reset and check the new day's counters too.
+TENANT_TZ=${TENANT_TZ:-Asia/Shanghai}
+cap_keys() {
+    local d id
+    for d in $(printf '%s\n' "$DAY" "$(TZ=$TENANT_TZ date +%Y%m%d)" | sort -u); do
+        for id in "${STAFF_IDS[@]}"; do echo "$NS:huoke:codes:cap:$CODE_CAPPED_ID:$id:$d"; done
+    done
+}
 log "picks are counted on Redis: $first_cap = $(redis-cli -u "$BENCH_REDIS_URL" get "$first_cap")"
 
 # ------------------------------------------------------------------ helpers
@@ -342,7 +350,7 @@ to_ms() { # wrk value like 1.23ms / 456.78us / 1.02s
         else print "nan" }'
 }
 
-reset_caps() { redis-cli -u "$BENCH_REDIS_URL" del "${CAP_KEYS[@]}" >/dev/null; }
+reset_caps() { cap_keys | xargs redis-cli -u "$BENCH_REDIS_URL" del >/dev/null; }
 port_of() {
     case $1 in
         bare) echo "$BARE_PORT" ;;
@@ -382,7 +390,7 @@ verify() { # target what
 # The highest cap counter must stay below the limit, or some scans were not picks.
 check_caps() { # what
     local top=0 v
-    for v in $(redis-cli -u "$BENCH_REDIS_URL" mget "${CAP_KEYS[@]}"); do
+    for v in $(cap_keys | xargs redis-cli -u "$BENCH_REDIS_URL" mget); do
         [ "${v:-0}" -gt "$top" ] 2>/dev/null && top=$v
     done
     [ "$top" -lt "$DAILY_LIMIT" ] || die "$1: a cap counter reached $top (limit $DAILY_LIMIT): raise STAFF"

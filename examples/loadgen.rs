@@ -51,6 +51,17 @@ struct Args {
     /// Optional `Cookie` header value to send with every request.
     #[arg(long)]
     cookie: Option<String>,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request body, sent as JSON; every `{n}` is replaced by the request's number
+    /// (`{n8}`: zero-padded to 8 digits), so each request can carry a distinct
+    /// person (the leads benchmark).
+    #[arg(long)]
+    body: Option<String>,
+    /// Extra header `Name: value`; repeatable.
+    #[arg(long)]
+    header: Vec<String>,
     /// Write a CSV of 100 ms buckets (by scheduled time, warm-up excluded): requests,
     /// p50, p99 and max latency — shows whether the tail comes from periodic stalls.
     #[arg(long)]
@@ -126,11 +137,50 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
     Ok(status)
 }
 
+/// The bytes of request number `i`.
+#[derive(Clone)]
+struct RequestTemplate {
+    head: String,
+    body: Option<String>,
+}
+
+impl RequestTemplate {
+    fn new(args: &Args, host: &str, path: &str) -> Self {
+        let mut head = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", args.method);
+        if let Some(cookie) = &args.cookie {
+            head.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        for h in &args.header {
+            head.push_str(h.trim());
+            head.push_str("\r\n");
+        }
+        if args.body.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        RequestTemplate {
+            head,
+            body: args.body.clone(),
+        }
+    }
+
+    fn render(&self, i: u64) -> Vec<u8> {
+        match &self.body {
+            None => format!("{}\r\n", self.head).into_bytes(),
+            Some(template) => {
+                let body = template
+                    .replace("{n8}", &format!("{:08}", i % 100_000_000))
+                    .replace("{n}", &i.to_string());
+                format!("{}Content-Length: {}\r\n\r\n{body}", self.head, body.len()).into_bytes()
+            }
+        }
+    }
+}
+
 async fn connection(
     k: usize,
     args: Args,
     host: String,
-    request: Vec<u8>,
+    template: RequestTemplate,
     start: Instant,
     counted_from: Instant,
     end: Instant,
@@ -149,8 +199,11 @@ async fn connection(
     let mut i = k as u64;
     loop {
         let scheduled = start + Duration::from_secs_f64(i as f64 * interval);
+        let request = template.render(i);
         i += args.connections as u64;
-        if scheduled >= end {
+        // Past the end, stop even when behind schedule (a flat-out run asks for far
+        // more than the server can answer).
+        if scheduled >= end || Instant::now() >= end {
             break;
         }
         let now = Instant::now();
@@ -252,12 +305,7 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.duration > args.warmup, "--duration must exceed --warmup");
     anyhow::ensure!(args.connections > 0, "--connections must be positive");
     let (host, path) = parse_url(&args.url)?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
-    if let Some(cookie) = &args.cookie {
-        request.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
-    request.push_str("\r\n");
-    let request = request.into_bytes();
+    let template = RequestTemplate::new(&args, &host, &path);
 
     // One thread: the client should take as little CPU from the server as it can.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -272,7 +320,7 @@ fn main() -> anyhow::Result<()> {
                     k,
                     args.clone(),
                     host.clone(),
-                    request.clone(),
+                    template.clone(),
                     start,
                     counted_from,
                     end,

@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use huoke::dev::{DEMO_ADMIN, DEMO_SDRS, DEMO_SLUG, dev_jwt_secret, random_token, seed_demo};
 use huoke::{Application, all_services, service_named};
+use huoke_shared::Infra;
 use huoke_shared::config::{JwtConfig, Settings};
+use huoke_shared::deadletters;
+use huoke_shared::messages::TOPOLOGY;
 use huoke_shared::repo::{staff, tenants};
 use huoke_shared::store::Store;
 use huoke_shared::telemetry::init_logging;
@@ -56,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Inspect and replay messages that consumers gave up on.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Mint an access token for a staff member (for scripts).
     Token {
         #[arg(long)]
@@ -64,6 +72,36 @@ enum Command {
         email: String,
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List the dead letters of a queue (e.g. qualify.captures), every tenant's.
+    List {
+        queue: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Show one dead letter (its id or message id) with the message.
+    Show {
+        queue: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Send dead letters back into the queue that failed them.
+    Replay {
+        queue: String,
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -187,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Dlq { command } => dlq(command).await,
         Command::Token {
             tenant,
             email,
@@ -206,4 +245,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    let (queue, data) = match &command {
+        DlqCommand::List { queue, data, .. }
+        | DlqCommand::Show { queue, data, .. }
+        | DlqCommand::Replay { queue, data, .. } => (queue.clone(), data.clone()),
+    };
+    let names: Vec<_> = TOPOLOGY.iter().map(|q| q.name).collect();
+    let Some(queue) = deadletters::known_queue(&queue) else {
+        bail!("unknown queue `{queue}`; one of: {}", names.join(", "));
+    };
+    let infra = Infra::connect(with_dev_jwt(settings(data)?)?).await?;
+    let scope = deadletters::Scope {
+        tenant_id: None,
+        queue: Some(queue),
+    };
+    match command {
+        DlqCommand::List { limit, .. } => {
+            let rows = deadletters::list(&infra.store, scope, None, limit.clamp(1, 10_000)).await?;
+            for row in &rows {
+                println!("{}", serde_json::to_string(row)?);
+            }
+            eprintln!("{} dead letter(s) in {queue}", rows.len());
+        }
+        DlqCommand::Show { id, .. } => {
+            let row = deadletters::get(&infra.store, scope, &id)
+                .await?
+                .with_context(|| format!("no dead letter `{id}` in {queue}"))?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+        }
+        DlqCommand::Replay { id, .. } => {
+            if let Some(id) = &id {
+                deadletters::get(&infra.store, scope, id)
+                    .await?
+                    .with_context(|| format!("no dead letter `{id}` in {queue}"))?;
+            }
+            let n = deadletters::replay(&infra.store, &*infra.bus, scope, id.as_deref()).await?;
+            println!("{}", serde_json::json!({"replayed": n, "queue": queue}));
+        }
+    }
+    infra.store.close().await;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use huoke_shared::http::{error_configs, not_found, ops_routes};
 use huoke_shared::messages::TOPOLOGY;
 use huoke_shared::store::OutboxRelay;
 use huoke_shared::telemetry::{http_metrics, init_metrics};
-use huoke_shared::{Infra, ServiceDef};
+use huoke_shared::{Infra, Needs, ServiceDef, deadletters, housekeeping};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -66,7 +66,9 @@ impl Application {
         let (stop, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
         let mut routes = Vec::new();
+        let mut needs = Needs::NOTHING;
         for service in &services {
+            needs = needs.union(service.needs);
             let running = (service.start)(&infra, &stop_rx);
             for consumer in running.consumers {
                 workers.push(
@@ -78,6 +80,20 @@ impl Application {
             workers.extend(running.tasks);
             routes.push(running.routes);
         }
+        // Every process parks dead letters and prunes bookkeeping: competing
+        // consumers and small idempotent deletes, so replicas only share the work.
+        for parker in deadletters::parkers(&infra.store) {
+            workers.push(
+                infra
+                    .bus
+                    .consume(parker.queue, parker.options, parker.handler, stop_rx.clone()),
+            );
+        }
+        workers.push(tokio::spawn(housekeeping::run(
+            infra.store.clone(),
+            infra.settings.processed_retention,
+            stop_rx.clone(),
+        )));
         let relay = OutboxRelay::new(infra.store.clone(), infra.bus.clone(), infra.outbox_wakeup.clone());
         workers.push(tokio::spawn(relay.run(stop_rx.clone())));
 
@@ -85,9 +101,11 @@ impl Application {
             TcpListener::bind(listen).with_context(|| format!("binding {listen} (HUOKE_LISTEN / --listen)"))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(infra.clone());
+        let needs = web::Data::new(needs);
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(data.clone())
+                .app_data(needs.clone())
                 .wrap(from_fn(http_metrics))
                 .configure(error_configs)
                 .configure(ops_routes)

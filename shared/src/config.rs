@@ -61,6 +61,14 @@ pub struct Settings {
     pub token_ttl: Duration,
     pub default_sla: Duration,
     pub bus_prefetch: u16,
+    /// Most deliveries one consumer handles in one transaction.
+    pub bus_batch: usize,
+    /// Deliveries of one message before it is parked in its dead-letter queue.
+    pub bus_max_attempts: u32,
+    pub bus_retry: crate::bus::RetryPolicy,
+    /// How long `processed_messages` markers are kept (at least the longest
+    /// redelivery window).
+    pub processed_retention: Duration,
     /// Test aid: broker queues vanish after this long unused (`x-expires`).
     pub bus_queue_expires: Option<Duration>,
     pub max_body_bytes: usize,
@@ -161,7 +169,15 @@ impl Settings {
             http_workers: number(&get, "HUOKE_HTTP_WORKERS", 0)?,
             token_ttl: Duration::from_secs(number(&get, "HUOKE_TOKEN_TTL_SECS", 12 * 3600)?),
             default_sla: Duration::from_secs(60 * number(&get, "HUOKE_SLA_MINUTES", 30)?),
-            bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 32)?,
+            bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 256)?,
+            bus_batch: positive(&get, "HUOKE_BUS_BATCH", 64)?,
+            bus_max_attempts: positive(&get, "HUOKE_BUS_MAX_ATTEMPTS", 10)?,
+            bus_retry: crate::bus::RetryPolicy {
+                base: Duration::from_millis(positive(&get, "HUOKE_BUS_RETRY_BASE_MS", 1_000)?),
+                cap: Duration::from_millis(positive(&get, "HUOKE_BUS_RETRY_CAP_MS", 300_000)?),
+                jitter: 0.2,
+            },
+            processed_retention: Duration::from_secs(3600 * positive(&get, "HUOKE_PROCESSED_RETENTION_HOURS", 24)?),
             bus_queue_expires: get("HUOKE_BUS_QUEUE_EXPIRES_MS")
                 .map(|v| v.parse().map(Duration::from_millis))
                 .transpose()
@@ -169,6 +185,16 @@ impl Settings {
             max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
             scan_rate_per_ip: number(&get, "HUOKE_SCAN_RATE_PER_IP", 2_000)?,
         })
+    }
+
+    /// How the services' consumers take messages off the bus.
+    pub fn consumer_options(&self) -> crate::bus::ConsumerOptions {
+        crate::bus::ConsumerOptions {
+            prefetch: self.bus_prefetch.max(1),
+            batch: self.bus_batch,
+            max_attempts: self.bus_max_attempts,
+            retry: self.bus_retry,
+        }
     }
 
     /// The database URL to use: the configured one, or the embedded SQLite file.
@@ -194,6 +220,18 @@ impl Settings {
             format!("{}.{}", self.namespace, name)
         }
     }
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    let n = number(get, var, default)?;
+    if n <= T::default() {
+        return Err(bad(var, "must be above zero"));
+    }
+    Ok(n)
 }
 
 fn number<T: std::str::FromStr>(
@@ -234,6 +272,8 @@ mod tests {
         assert!(e.to_string().contains("HUOKE_LISTEN"));
         let e = Settings::from_map(&env(&[("HUOKE_SLA_MINUTES", "soon")])).unwrap_err();
         assert_eq!(e.var, "HUOKE_SLA_MINUTES");
+        let e = Settings::from_map(&env(&[("HUOKE_BUS_BATCH", "0")])).unwrap_err();
+        assert_eq!(e.var, "HUOKE_BUS_BATCH");
         let e = Settings::from_map(&env(&[("AMQP_URL", "http://x")])).unwrap_err();
         assert_eq!(e.var, "AMQP_URL");
     }

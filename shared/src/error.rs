@@ -146,6 +146,16 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 ApiError::Conflict("a resource with the same unique value already exists".into())
             }
+            // The database is away (restarting, failing over, out of connections):
+            // the client should try again, and nothing it sent was wrong.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable("the database is not reachable; try again shortly".into())
+            }
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable("the database is not reachable; try again shortly".into())
+            }
             _ => ApiError::Internal(err.into()),
         }
     }

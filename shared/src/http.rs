@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::error::{ApiError, FieldError};
 use crate::infra::Infra;
+use crate::service::Needs;
 
 /// Bodies up to this size are read and discarded before a 413 so that the client
 /// sees the answer instead of a reset connection; larger ones are cut off at once.
@@ -129,15 +130,46 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(infra: web::Data<Infra>) -> HttpResponse {
-    let (store, bus, cache) = tokio::join!(infra.store.ping(), infra.bus.ping(), infra.cache.ping());
-    let checks = json!({
-        "store": store.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-        "bus": bus.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-        "cache": cache.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+/// Readiness: every backend is checked and reported, but only those the process's
+/// services cannot work without (`Needs`, in app data) make it fail.
+async fn readyz(infra: web::Data<Infra>, needs: Option<web::Data<Needs>>) -> HttpResponse {
+    let needs = needs.map(|n| **n).unwrap_or(Needs {
+        store: true,
+        bus: true,
+        cache: true,
     });
-    if store.is_ok() && bus.is_ok() && cache.is_ok() {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    let limit = std::time::Duration::from_secs(2);
+    let timed = |r: Result<anyhow::Result<()>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err("no answer within 2 s".to_string()),
+    };
+    let (store, bus, cache) = tokio::join!(
+        tokio::time::timeout(limit, async { infra.store.ping().await.map_err(anyhow::Error::from) }),
+        tokio::time::timeout(limit, infra.bus.ping()),
+        tokio::time::timeout(limit, infra.cache.ping()),
+    );
+    let (store, bus, cache) = (timed(store), timed(bus), timed(cache));
+    let report = |r: &Result<(), String>| r.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.clone());
+    let checks = json!({"store": report(&store), "bus": report(&bus), "cache": report(&cache)});
+    let mut required = Vec::new();
+    let mut missing = Vec::new();
+    for (name, needed, result) in [
+        ("store", needs.store, &store),
+        ("bus", needs.bus, &bus),
+        ("cache", needs.cache, &cache),
+    ] {
+        if needed {
+            required.push(name);
+            if result.is_err() {
+                missing.push(name);
+            }
+        }
+    }
+    let degraded = store.is_err() || bus.is_err() || cache.is_err();
+    if missing.is_empty() {
+        let status = if degraded { "degraded" } else { "ready" };
+        HttpResponse::Ok().json(json!({"status": status, "checks": checks, "required": required}))
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("application/problem+json")
@@ -145,8 +177,9 @@ async fn readyz(infra: web::Data<Infra>) -> HttpResponse {
                 "type": "https://huoke.dev/problems/unavailable",
                 "title": "Service Unavailable",
                 "status": 503,
-                "detail": "a backend is not reachable",
+                "detail": format!("a backend this service needs is not reachable: {}", missing.join(", ")),
                 "checks": checks,
+                "required": required,
             }))
     }
 }

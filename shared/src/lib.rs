@@ -10,8 +10,11 @@ pub mod capture;
 pub mod channels;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod contact;
+pub mod deadletters;
 pub mod error;
+pub mod housekeeping;
 pub mod html;
 pub mod http;
 pub mod infra;
@@ -27,4 +30,4 @@ pub mod wecom;
 
 pub use error::{ApiError, ApiResult};
 pub use infra::Infra;
-pub use service::{Consumer, Running, ServiceDef};
+pub use service::{Consumer, Needs, Running, ServiceDef};

@@ -16,14 +16,17 @@ pub const TOPOLOGY: &[QueueSpec] = &[
     QueueSpec {
         name: queues::QUALIFY_CAPTURES,
         bindings: &[CaptureReceived::TOPIC],
+        dead_letter_queue: "qualify.captures.dlq",
     },
     QueueSpec {
         name: queues::ROUTER_LEADS,
         bindings: &[LeadQualified::TOPIC],
+        dead_letter_queue: "router.leads.dlq",
     },
     QueueSpec {
         name: queues::POOL_ASSIGNMENTS,
         bindings: &[LeadAssigned::TOPIC],
+        dead_letter_queue: "pool.assignments.dlq",
     },
 ];
 
@@ -139,6 +142,13 @@ impl Message for ScansRecorded {
 mod tests {
     use super::*;
     use crate::bus::topic_matches;
+
+    #[test]
+    fn dead_letter_queues_are_named_after_their_queue() {
+        for spec in TOPOLOGY {
+            assert_eq!(spec.dead_letter_queue, crate::bus::dead_letter_queue(spec.name));
+        }
+    }
 
     #[test]
     fn every_consumed_topic_has_a_queue() {

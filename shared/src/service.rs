@@ -41,4 +41,38 @@ impl Running {
 pub struct ServiceDef {
     pub name: &'static str,
     pub start: fn(&Infra, &watch::Receiver<bool>) -> Running,
+    /// The backends without which the service cannot answer its HTTP traffic; only
+    /// these make `/readyz` fail. The outbox rides through a broker outage and the
+    /// cache has fallbacks, so most services need only the store.
+    pub needs: Needs,
+}
+
+/// Which backends a process cannot serve without.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub store: bool,
+    pub bus: bool,
+    pub cache: bool,
+}
+
+impl Needs {
+    pub const NOTHING: Needs = Needs {
+        store: false,
+        bus: false,
+        cache: false,
+    };
+    pub const STORE: Needs = Needs {
+        store: true,
+        bus: false,
+        cache: false,
+    };
+
+    /// What a process running several services needs.
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            store: self.store || other.store,
+            bus: self.bus || other.bus,
+            cache: self.cache || other.cache,
+        }
+    }
 }

@@ -23,7 +23,8 @@ impl Drop for Dev {
     }
 }
 
-fn huoke() -> Command {
+/// The binary with none of the backend settings of the test environment.
+pub fn huoke() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_huoke"));
     for var in [
         "DATABASE_URL",

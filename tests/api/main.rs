@@ -16,5 +16,7 @@ mod durability;
 mod input_errors;
 mod lead_flow;
 mod ops;
+mod pipeline;
+mod proxy;
 mod staff_and_auth;
 mod tenancy;

@@ -16,6 +16,7 @@ use huoke_shared::{Running, ServiceDef};
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "cards",
+        needs: huoke_shared::Needs::STORE,
         start: |_, _| Running::new(routes, Vec::new()),
     }
 }

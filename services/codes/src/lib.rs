@@ -28,7 +28,13 @@ use tokio::sync::watch;
 use crate::state::CodesState;
 
 pub fn service() -> ServiceDef {
-    ServiceDef { name: "codes", start }
+    ServiceDef {
+        name: "codes",
+        start,
+        // Scans are served from the in-memory snapshot (and the cache's in-process
+        // fallback) while the store or Redis is away.
+        needs: huoke_shared::Needs::NOTHING,
+    }
 }
 
 fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {

@@ -2,6 +2,7 @@
 //! and the landing page of the web console.
 
 mod campaigns;
+mod dead_letters;
 mod handlers;
 mod teams;
 
@@ -11,6 +12,7 @@ use huoke_shared::{Running, ServiceDef};
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "console",
+        needs: huoke_shared::Needs::STORE,
         start: |_, _| Running::new(routes, Vec::new()),
     }
 }
@@ -28,5 +30,15 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/campaigns", web::post().to(campaigns::create_campaign))
         .route("/v1/campaigns", web::get().to(campaigns::list_campaigns))
         .route("/v1/channels", web::post().to(campaigns::create_channel))
-        .route("/v1/channels", web::get().to(campaigns::list_channels));
+        .route("/v1/channels", web::get().to(campaigns::list_channels))
+        .route("/v1/admin/dead-letters", web::get().to(dead_letters::list))
+        .route(
+            "/v1/admin/dead-letters/replay",
+            web::post().to(dead_letters::replay_queue),
+        )
+        .route("/v1/admin/dead-letters/{id}", web::get().to(dead_letters::show))
+        .route(
+            "/v1/admin/dead-letters/{id}/replay",
+            web::post().to(dead_letters::replay_one),
+        );
 }

@@ -10,6 +10,7 @@ use huoke_shared::{Running, ServiceDef};
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "intake",
+        needs: huoke_shared::Needs::STORE,
         start: |_, _| Running::new(routes, Vec::new()),
     }
 }

@@ -1,23 +1,23 @@
 //! `lead.assigned` → a row in the assignee's inbox.
 
-use huoke_shared::Infra;
-use huoke_shared::bus::{Envelope, Handler, HandlerError};
+use huoke_shared::bus::{Envelope, HandlerError};
 use huoke_shared::clock::now_ms;
+use huoke_shared::consumer::Effect;
 use huoke_shared::messages::LeadAssigned;
-use huoke_shared::store::first_delivery;
+use huoke_shared::store::Tx;
 
-pub struct ProjectAssignments {
-    pub infra: Infra,
-}
+pub struct ProjectAssignments;
 
 #[async_trait::async_trait]
-impl Handler for ProjectAssignments {
-    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+impl Effect for ProjectAssignments {
+    type Scratch = ();
+
+    fn consumer(&self) -> &'static str {
+        "pool.assignments"
+    }
+
+    async fn apply(&self, tx: &mut Tx, envelope: &Envelope, _: &mut ()) -> Result<(), HandlerError> {
         let event: LeadAssigned = envelope.decode()?;
-        let mut tx = self.infra.store.begin().await?;
-        if !first_delivery(&mut tx, "pool.assignments", &envelope.id).await? {
-            return Ok(());
-        }
         let now = now_ms();
         sqlx::query(
             "INSERT INTO inbox_items (assignment_id, tenant_id, staff_id, lead_id, state, sla_due_at, created_at, updated_at)
@@ -29,9 +29,8 @@ impl Handler for ProjectAssignments {
         .bind(&event.lead_id)
         .bind(event.sla_due_at_ms)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -4,16 +4,15 @@
 mod consumer;
 mod inbox;
 
-use std::sync::Arc;
-
 use actix_web::web;
-use huoke_shared::bus::ConsumerOptions;
+use huoke_shared::consumer::Transactional;
 use huoke_shared::messages::queues;
 use huoke_shared::{Consumer, Infra, Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "pool",
+        needs: huoke_shared::Needs::STORE,
         start: |infra, _| Running::new(routes, consumers(infra)),
     }
 }
@@ -26,10 +25,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
 fn consumers(infra: &Infra) -> Vec<Consumer> {
     vec![Consumer {
         queue: queues::POOL_ASSIGNMENTS,
-        options: ConsumerOptions {
-            prefetch: infra.settings.bus_prefetch,
-            ..Default::default()
-        },
-        handler: Arc::new(consumer::ProjectAssignments { infra: infra.clone() }),
+        options: infra.settings.consumer_options(),
+        handler: Transactional::new(infra, consumer::ProjectAssignments),
     }]
 }

@@ -1,20 +1,16 @@
 //! `capture.received` → identity resolution, lead upsert, score → `lead.qualified`.
 
-use huoke_shared::Infra;
-use huoke_shared::bus::{Envelope, Handler, HandlerError};
+use huoke_shared::bus::{Envelope, HandlerError};
 use huoke_shared::clock::{new_id, now_ms};
+use huoke_shared::consumer::Effect;
 use huoke_shared::messages::{CaptureReceived, LeadQualified};
-use huoke_shared::store::{Outbox, Tx, first_delivery};
+use huoke_shared::store::{Outbox, Tx};
 use serde_json::json;
 use sqlx::Row;
 
 use crate::scoring::{Profile, score};
 
-pub struct QualifyCaptures {
-    pub infra: Infra,
-}
-
-const CONSUMER: &str = "qualify.captures";
+pub struct QualifyCaptures;
 
 /// The identifiers of a capture, strongest first.
 fn identities(c: &CaptureReceived) -> Vec<(&'static str, String)> {
@@ -47,8 +43,14 @@ async fn history(
 }
 
 #[async_trait::async_trait]
-impl Handler for QualifyCaptures {
-    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+impl Effect for QualifyCaptures {
+    type Scratch = ();
+
+    fn consumer(&self) -> &'static str {
+        "qualify.captures"
+    }
+
+    async fn apply(&self, tx: &mut Tx, envelope: &Envelope, _: &mut ()) -> Result<(), HandlerError> {
         let capture: CaptureReceived = envelope.decode()?;
         let tenant = envelope.tenant_id.as_str();
         let ids = identities(&capture);
@@ -57,11 +59,6 @@ impl Handler for QualifyCaptures {
                 "capture {} has no identity",
                 capture.capture_id
             )));
-        }
-
-        let mut tx = self.infra.store.begin().await?;
-        if !first_delivery(&mut tx, CONSUMER, &envelope.id).await? {
-            return Ok(());
         }
 
         // Which leads already own any of these identifiers? The oldest wins.
@@ -73,7 +70,7 @@ impl Handler for QualifyCaptures {
             .bind(tenant)
             .bind(*kind)
             .bind(value)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             if let Some(id) = found {
                 if !matches.contains(&id) {
@@ -102,7 +99,7 @@ impl Handler for QualifyCaptures {
             .bind(&capture.email)
             .bind(&capture.channel)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         } else {
             // Fill gaps only: what a person told us first is not overwritten by a later form.
@@ -119,11 +116,11 @@ impl Handler for QualifyCaptures {
             .bind(now)
             .bind(tenant)
             .bind(&lead_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             if matches.len() > 1 {
                 history(
-                    &mut tx,
+                    tx,
                     tenant,
                     &lead_id,
                     "possible_duplicate",
@@ -143,7 +140,7 @@ impl Handler for QualifyCaptures {
             .bind(value)
             .bind(&lead_id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             if is_new && claimed.rows_affected() == 0 {
                 // Another capture of the same person committed first; start over and
@@ -163,10 +160,16 @@ impl Handler for QualifyCaptures {
         .bind(&capture.channel)
         .bind(&capture.campaign_id)
         .bind(capture.received_at_ms)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
 
-        let profile = profile_of(&mut tx, tenant, &lead_id, capture.consent.unwrap_or(false)).await?;
+        let consent = capture.consent.unwrap_or(false);
+        // A new lead is exactly this capture; only a returning one needs reading back.
+        let profile = if is_new {
+            profile_of_capture(&capture, &ids, consent)
+        } else {
+            profile_of(tx, tenant, &lead_id, consent).await?
+        };
         let scored = score(&profile);
         sqlx::query("UPDATE leads SET score = $1, grade = $2, score_reasons = $3, is_mql = $4, updated_at = $5 WHERE tenant_id = $6 AND id = $7")
             .bind(scored.points)
@@ -176,10 +179,10 @@ impl Handler for QualifyCaptures {
             .bind(now)
             .bind(tenant)
             .bind(&lead_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         history(
-            &mut tx,
+            tx,
             tenant,
             &lead_id,
             if is_new { "created" } else { "matched" },
@@ -187,7 +190,7 @@ impl Handler for QualifyCaptures {
         )
         .await?;
         history(
-            &mut tx,
+            tx,
             tenant,
             &lead_id,
             "scored",
@@ -202,7 +205,7 @@ impl Handler for QualifyCaptures {
         .bind(now)
         .bind(tenant)
         .bind(&capture.capture_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
 
         let event = LeadQualified {
@@ -214,11 +217,25 @@ impl Handler for QualifyCaptures {
             channel: capture.channel.clone(),
             owner_hint: capture.owner_hint.clone(),
         };
-        Outbox::add(&mut tx, &Envelope::new(tenant, &event)).await?;
-        tx.commit().await?;
-        self.infra.kick_outbox();
-        tracing::info!(lead = %lead_id, capture = %capture.capture_id, is_new, score = scored.points, "capture qualified");
+        Outbox::add(tx, &Envelope::new(tenant, &event)).await?;
+        tracing::debug!(lead = %lead_id, capture = %capture.capture_id, is_new, score = scored.points, "capture qualified");
         Ok(())
+    }
+}
+
+fn profile_of_capture(c: &CaptureReceived, ids: &[(&'static str, String)], consent: bool) -> Profile {
+    Profile {
+        has_phone: c.phone.is_some(),
+        has_email: c.email.is_some(),
+        has_wechat: ids
+            .iter()
+            .any(|(k, _)| matches!(*k, "unionid" | "openid" | "external_userid")),
+        has_name: c.name.is_some(),
+        has_company: c.company.is_some(),
+        has_title: c.title.is_some(),
+        touches: 1,
+        channels: vec![c.channel.clone()],
+        consent,
     }
 }
 

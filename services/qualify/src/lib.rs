@@ -6,16 +6,15 @@ mod consumer;
 mod read;
 pub mod scoring;
 
-use std::sync::Arc;
-
 use actix_web::web;
-use huoke_shared::bus::ConsumerOptions;
+use huoke_shared::consumer::Transactional;
 use huoke_shared::messages::queues;
 use huoke_shared::{Consumer, Infra, Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "qualify",
+        needs: huoke_shared::Needs::STORE,
         start: |infra, _| Running::new(routes, consumers(infra)),
     }
 }
@@ -27,10 +26,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
 fn consumers(infra: &Infra) -> Vec<Consumer> {
     vec![Consumer {
         queue: queues::QUALIFY_CAPTURES,
-        options: ConsumerOptions {
-            prefetch: infra.settings.bus_prefetch,
-            ..Default::default()
-        },
-        handler: Arc::new(consumer::QualifyCaptures { infra: infra.clone() }),
+        options: infra.settings.consumer_options(),
+        handler: Transactional::new(infra, consumer::QualifyCaptures),
     }]
 }

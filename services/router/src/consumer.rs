@@ -1,22 +1,54 @@
 //! `lead.qualified` → assignment → `lead.assigned`.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use huoke_shared::Infra;
-use huoke_shared::bus::{Envelope, Handler, HandlerError};
+use huoke_shared::bus::{Envelope, HandlerError};
 use huoke_shared::clock::{new_id, now_ms};
+use huoke_shared::consumer::Effect;
 use huoke_shared::messages::{LeadAssigned, LeadQualified};
 use huoke_shared::repo::staff;
-use huoke_shared::store::{Outbox, Tx, first_delivery};
+use huoke_shared::store::{Outbox, Tx};
 use serde_json::json;
 
 use crate::pick::pick_owner;
 
 pub struct RouteLeads {
-    pub infra: Infra,
+    infra: Infra,
+    /// Used when the cache is unreachable, so a Redis outage slows nothing down:
+    /// rotation is then fair per process instead of across replicas.
+    local_cursor: AtomicU64,
 }
 
-const CONSUMER: &str = "router.leads";
+impl RouteLeads {
+    pub fn new(infra: &Infra) -> Self {
+        Self {
+            infra: infra.clone(),
+            local_cursor: AtomicU64::new(rand::random::<u32>() as u64),
+        }
+    }
+
+    /// The next rotation position for `tenant`: one atomic increment in the cache,
+    /// shared by every router replica, so rotation is exact across them.
+    async fn next_cursor(&self, tenant: &str) -> u64 {
+        let key = format!("router:rr:{tenant}");
+        match self.infra.cache.incr(&key, 1, None).await {
+            Ok(n) => (n - 1).max(0) as u64,
+            Err(err) => {
+                tracing::warn!(error = %err, "rotation cursor unavailable in the cache; rotating locally");
+                self.local_cursor.fetch_add(1, Ordering::Relaxed)
+            }
+        }
+    }
+}
+
+/// Per transaction: each tenant's eligible SDRs.
+#[derive(Default)]
+pub struct Scratch {
+    eligible: HashMap<String, Vec<String>>,
+}
 
 async fn history(
     tx: &mut Tx,
@@ -29,49 +61,50 @@ async fn history(
 }
 
 #[async_trait::async_trait]
-impl Handler for RouteLeads {
-    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+impl Effect for RouteLeads {
+    type Scratch = Scratch;
+
+    fn consumer(&self) -> &'static str {
+        "router.leads"
+    }
+
+    async fn apply(&self, tx: &mut Tx, envelope: &Envelope, scratch: &mut Scratch) -> Result<(), HandlerError> {
         let event: LeadQualified = envelope.decode()?;
         let tenant = envelope.tenant_id.as_str();
 
-        // Candidates and the rotation cursor are read before the transaction to keep
-        // the write lock short; the guarded UPDATE below settles any race.
-        let eligible: Vec<String> = staff::active_sdrs(&self.infra.store, tenant)
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-
-        let mut tx = self.infra.store.begin().await?;
-        if !first_delivery(&mut tx, CONSUMER, &envelope.id).await? {
-            return Ok(());
+        if !scratch.eligible.contains_key(tenant) {
+            let sdrs: Vec<String> = staff::active_sdrs_in(tx, tenant)
+                .await?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            scratch.eligible.insert(tenant.to_string(), sdrs);
         }
+        let eligible = scratch.eligible[tenant].clone();
         let owner: Option<Option<String>> =
             sqlx::query_scalar("SELECT owner_id FROM leads WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant)
                 .bind(&event.lead_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
         let Some(current_owner) = owner else {
             return Err(HandlerError::Reject(format!("lead {} does not exist", event.lead_id)));
         };
         if let Some(owner) = current_owner {
             history(
-                &mut tx,
+                tx,
                 tenant,
                 &event.lead_id,
                 "kept_owner",
                 json!({"owner_id": owner, "capture_id": event.capture_id}),
             )
             .await?;
-            tx.commit().await?;
             return Ok(());
         }
 
         let needs_cursor = event.owner_hint.as_ref().is_none_or(|h| !eligible.contains(h));
         let cursor = if needs_cursor && !eligible.is_empty() {
-            let key = format!("router:rr:{tenant}");
-            (self.infra.cache.incr(&key, 1, None).await? - 1).max(0) as u64
+            self.next_cursor(tenant).await
         } else {
             0
         };
@@ -80,17 +113,16 @@ impl Handler for RouteLeads {
                 .bind(now_ms())
                 .bind(tenant)
                 .bind(&event.lead_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             history(
-                &mut tx,
+                tx,
                 tenant,
                 &event.lead_id,
                 "unassigned",
                 json!({"why": "no active SDR in the tenant"}),
             )
             .await?;
-            tx.commit().await?;
             tracing::warn!(lead = %event.lead_id, "no active SDR; lead left in the pool");
             return Ok(());
         };
@@ -103,7 +135,7 @@ impl Handler for RouteLeads {
         .bind(now)
         .bind(tenant)
         .bind(&event.lead_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if claimed.rows_affected() == 0 {
             // Another router replica assigned it between our read and this write.
@@ -124,10 +156,10 @@ impl Handler for RouteLeads {
         .bind(pick.reason)
         .bind(due)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         history(
-            &mut tx,
+            tx,
             tenant,
             &event.lead_id,
             "assigned",
@@ -141,10 +173,8 @@ impl Handler for RouteLeads {
             reason: pick.reason.to_string(),
             sla_due_at_ms: Some(due),
         };
-        Outbox::add(&mut tx, &Envelope::new(tenant, &assigned)).await?;
-        tx.commit().await?;
-        self.infra.kick_outbox();
-        tracing::info!(lead = %event.lead_id, owner = %pick.staff_id, reason = pick.reason, "lead assigned");
+        Outbox::add(tx, &Envelope::new(tenant, &assigned)).await?;
+        tracing::debug!(lead = %event.lead_id, owner = %pick.staff_id, reason = pick.reason, "lead assigned");
         Ok(())
     }
 }

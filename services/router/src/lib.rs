@@ -5,16 +5,15 @@
 mod consumer;
 pub mod pick;
 
-use std::sync::Arc;
-
 use actix_web::web;
-use huoke_shared::bus::ConsumerOptions;
+use huoke_shared::consumer::Transactional;
 use huoke_shared::messages::queues;
 use huoke_shared::{Consumer, Infra, Running, ServiceDef};
 
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: "router",
+        needs: huoke_shared::Needs::STORE,
         start: |infra, _| Running::new(routes, consumers(infra)),
     }
 }
@@ -24,10 +23,7 @@ fn routes(_cfg: &mut web::ServiceConfig) {}
 fn consumers(infra: &Infra) -> Vec<Consumer> {
     vec![Consumer {
         queue: queues::ROUTER_LEADS,
-        options: ConsumerOptions {
-            prefetch: infra.settings.bus_prefetch,
-            ..Default::default()
-        },
-        handler: Arc::new(consumer::RouteLeads { infra: infra.clone() }),
+        options: infra.settings.consumer_options(),
+        handler: Transactional::new(infra, consumer::RouteLeads::new(infra)),
     }]
 }

@@ -1,8 +1,15 @@
 //! RabbitMQ through lapin. Topology, all names prefixed with the namespace:
 //! - `huoke.events`: durable topic exchange every event is published to;
-//! - one durable quorum queue per consumer, bound to the keys it needs, dead-lettering
-//!   to `huoke.dlx` → `<queue>.dlq` when a handler rejects or retries run out;
-//! - `<queue>.retry`: fixed-delay queue (TTL) that dead-letters back into `<queue>`;
+//! - one durable quorum queue per consumer, bound to the keys it needs, with
+//!   `<queue>.dlq` behind `huoke.dlx`: a consumer that gives up on a message (rejected,
+//!   or out of attempts) publishes a copy annotated with the reason there (confirmed),
+//!   then acks the original;
+//! - `huoke.retry.<ms>`: one fanout exchange + queue per retry tier (the doubling delays
+//!   of [`RetryPolicy`](super::RetryPolicy)), shared by every consumer queue. A failed
+//!   message is published there with its queue's name as routing key and a
+//!   per-message expiration (the jittered delay, never above the tier, so nothing
+//!   waits long behind the head), and dead-letters through the default exchange
+//!   straight back into its queue;
 //! - `huoke.delay.<ms>`: one fixed-delay queue per delay tier for timers, dead-lettering
 //!   into `huoke.events` with the original routing key. One queue per tier because a
 //!   per-message TTL would block behind the head of the queue.
@@ -15,9 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
+use lapin::PublisherConfirm;
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -25,7 +34,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use super::{Bus, ConsumerOptions, Envelope, Handler, HandlerError, QueueSpec, run_handler};
+use super::{Bus, ConsumerOptions, Envelope, Handler, QueueSpec, Settlement, handle_decoded};
 use crate::config::Settings;
 
 const ATTEMPTS_HEADER: &str = "x-huoke-attempts";
@@ -43,7 +52,7 @@ struct Inner {
     queue_expires: Option<Duration>,
     connection: Mutex<Option<Arc<Connection>>>,
     publisher: Mutex<Option<Channel>>,
-    declared_delays: Mutex<HashSet<u64>>,
+    declared_delays: Mutex<HashSet<String>>,
 }
 
 impl AmqpBus {
@@ -94,52 +103,74 @@ impl AmqpBus {
         Ok(ch)
     }
 
-    /// Publishes and waits for the broker's confirm. On any failure the cached channel
-    /// is dropped so the next call reconnects.
+    /// Publishes and waits for the broker's confirm.
     async fn publish_to(
         &self,
         exchange: &str,
         routing_key: &str,
         body: &[u8],
-        headers: FieldTable,
-        message_id: &str,
+        props: BasicProperties,
     ) -> anyhow::Result<()> {
+        let confirm = self.start_publish(exchange, routing_key, body, props).await?;
+        self.await_confirms(vec![confirm]).await
+    }
+
+    /// Sends one message on the publishing channel; the returned confirm is awaited
+    /// with [`Self::await_confirms`], so many publishes share one round trip.
+    async fn start_publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> anyhow::Result<PublisherConfirm> {
         let result = async {
             let ch = self.publisher().await?;
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into())
-                .with_message_id(message_id.into())
-                .with_headers(headers);
             let confirm = ch
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
                     BasicPublishOptions::default(),
                     body,
-                    props,
+                    props.with_delivery_mode(2).with_content_type("application/json".into()),
                 )
-                .await?
                 .await?;
-            if confirm.is_nack() {
-                return Err(anyhow!("broker refused the message (nack)"));
-            }
-            Ok(())
+            anyhow::Ok(confirm)
         }
         .await;
         if result.is_err() {
+            // Drop the cached channel so the next call reconnects.
             *self.inner.publisher.lock().await = None;
         }
         result
     }
 
-    /// Declares the delay tier for `ms`: a fanout exchange feeding a queue whose
-    /// messages expire after `ms` and are dead-lettered, with their original routing
-    /// key, into the events exchange. Returns the exchange to publish to.
-    async fn ensure_delay_tier(&self, ms: u64) -> anyhow::Result<String> {
-        let name = self.queue_name(&format!("huoke.delay.{ms}"));
+    async fn await_confirms(&self, confirms: Vec<PublisherConfirm>) -> anyhow::Result<()> {
+        let mut failure = None;
+        for confirm in confirms {
+            match confirm.await {
+                Ok(c) if c.is_nack() => failure = Some(anyhow!("broker refused a message (nack)")),
+                Ok(_) => {}
+                Err(e) => failure = Some(e.into()),
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some(err) => {
+                *self.inner.publisher.lock().await = None;
+                Err(err)
+            }
+        }
+    }
+
+    /// Declares a fixed-delay tier: a fanout exchange `<kind>.<ms>` feeding a queue
+    /// whose messages expire after `ms` and are dead-lettered into `target` (the events
+    /// exchange for timers, the default exchange for retries) with their own routing
+    /// key. Returns the exchange to publish to.
+    async fn ensure_tier(&self, kind: &str, ms: u64, target: &str) -> anyhow::Result<String> {
+        let name = self.queue_name(&format!("{kind}.{ms}"));
         let mut declared = self.inner.declared_delays.lock().await;
-        if !declared.contains(&ms) {
+        if !declared.contains(&name) {
             let ch = self.connection().await?.create_channel().await?;
             let durable = ExchangeDeclareOptions {
                 durable: true,
@@ -154,10 +185,7 @@ impl AmqpBus {
             .await?;
             let mut args = FieldTable::default();
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(self.inner.exchange.as_str().into()),
-            );
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(target.into()));
             self.add_expiry(&mut args);
             ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
                 .await?;
@@ -170,7 +198,7 @@ impl AmqpBus {
             )
             .await?;
             let _ = ch.close(200, "declared".into()).await;
-            declared.insert(ms);
+            declared.insert(name.clone());
         }
         Ok(name)
     }
@@ -190,7 +218,8 @@ impl AmqpBus {
     ) -> anyhow::Result<()> {
         let name = self.queue_name(queue);
         let ch = self.connection().await?.create_channel().await?;
-        ch.basic_qos(options.prefetch, BasicQosOptions::default()).await?;
+        ch.basic_qos(options.prefetch.max(1), BasicQosOptions::default())
+            .await?;
         let mut deliveries = ch
             .basic_consume(
                 name.as_str().into(),
@@ -200,53 +229,73 @@ impl AmqpBus {
             )
             .await?;
         loop {
-            let delivery = tokio::select! {
+            let first = tokio::select! {
                 d = deliveries.next() => d,
                 _ = stop.changed() => return Ok(()),
             };
-            let delivery = match delivery {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(anyhow!("consumer stream ended")),
-            };
-            let attempts = attempts_of(&delivery.properties) + 1;
-            let outcome = match serde_json::from_slice::<Envelope>(&delivery.data) {
-                Ok(envelope) => run_handler(handler, &envelope).await,
-                Err(e) => Err(HandlerError::Reject(format!("undecodable envelope: {e}"))),
-            };
-            match outcome {
-                Ok(()) => {
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
+            let mut batch: Vec<Delivery> = vec![next_delivery(first)?];
+            // Whatever else is already here joins the batch; nothing waits to fill it.
+            while batch.len() < options.batch.max(1) {
+                match deliveries.next().now_or_never() {
+                    Some(d) => batch.push(next_delivery(d)?),
+                    None => break,
                 }
-                Err(HandlerError::Retry(reason)) if attempts < options.max_attempts => {
-                    tracing::warn!(%queue, attempts, %reason, "handler failed; will redeliver");
-                    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-                    headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongLongInt(attempts as i64));
-                    let message_id = delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|s| s.to_string())
-                        .unwrap_or_default();
-                    // Confirmed into the retry queue before the original is acked.
-                    self.publish_to("", &format!("{name}.retry"), &delivery.data, headers, &message_id)
-                        .await?;
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
+            }
+            let envelopes: Vec<Option<Envelope>> = batch.iter().map(|d| serde_json::from_slice(&d.data).ok()).collect();
+            let outcomes = handle_decoded(handler, &envelopes).await;
+
+            // Failed messages are copied (retry tier or dead-letter queue) and those
+            // copies confirmed before anything in the batch is acked.
+            let mut confirms = Vec::new();
+            for ((delivery, envelope), outcome) in batch.iter().zip(&envelopes).zip(&outcomes) {
+                let attempts = attempts_of(&delivery.properties) + 1;
+                match options.settle(queue, attempts, outcome) {
+                    Settlement::Done => {}
+                    Settlement::RetryAfter(delay) => {
+                        let tier = options.retry.tier(attempts);
+                        let exchange = self.ensure_tier("huoke.retry", tier.as_millis() as u64, "").await?;
+                        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+                        headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongLongInt(attempts as i64));
+                        let props = copy_props(delivery)
+                            .with_headers(headers)
+                            .with_expiration(delay.as_millis().max(1).to_string().into());
+                        confirms.push(self.start_publish(&exchange, &name, &delivery.data, props).await?);
+                    }
+                    Settlement::DeadLetter(reason) => {
+                        let body = match envelope {
+                            Some(e) => serde_json::to_vec(&e.parked(queue, &reason, attempts))?,
+                            None => delivery.data.clone(),
+                        };
+                        let mut headers = FieldTable::default();
+                        headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongLongInt(attempts as i64));
+                        let props = copy_props(delivery).with_headers(headers);
+                        let dlx = self.inner.dead_letter_exchange.clone();
+                        confirms.push(self.start_publish(&dlx, &name, &body, props).await?);
+                    }
                 }
-                Err(err) => {
-                    tracing::error!(%queue, attempts, error = %err, "message dead-lettered");
-                    metrics::counter!("huoke_bus_dead_lettered_total", "queue" => queue.to_string()).increment(1);
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: false,
-                            multiple: false,
-                        })
-                        .await?;
-                }
+            }
+            self.await_confirms(confirms).await?;
+            if let Some(last) = batch.last() {
+                last.acker.ack(BasicAckOptions { multiple: true }).await?;
             }
         }
     }
+}
+
+fn next_delivery(d: Option<Result<Delivery, lapin::Error>>) -> anyhow::Result<Delivery> {
+    match d {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(anyhow!("consumer stream ended")),
+    }
+}
+
+fn copy_props(delivery: &Delivery) -> BasicProperties {
+    let mut props = BasicProperties::default();
+    if let Some(id) = delivery.properties.message_id() {
+        props = props.with_message_id(id.clone());
+    }
+    props
 }
 
 fn attempts_of(props: &BasicProperties) -> u32 {
@@ -318,45 +367,33 @@ impl Bus for AmqpBus {
                 FieldTable::default(),
             )
             .await?;
-
-            let mut retry_args = FieldTable::default();
-            retry_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000));
-            retry_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-            retry_args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(name.as_str().into()),
-            );
-            self.add_expiry(&mut retry_args);
-            ch.queue_declare(
-                format!("{name}.retry").as_str().into(),
-                QueueDeclareOptions::durable(),
-                retry_args,
-            )
-            .await?;
         }
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
     }
 
-    async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(envelope)?;
-        self.publish_to(
-            &self.inner.exchange,
-            &envelope.kind,
-            &body,
-            FieldTable::default(),
-            &envelope.id,
-        )
-        .await
+    async fn publish_batch(&self, batch: &[(Envelope, Duration)]) -> anyhow::Result<()> {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for (envelope, delay) in batch {
+            let body = serde_json::to_vec(envelope)?;
+            let exchange = if delay.is_zero() {
+                self.inner.exchange.clone()
+            } else {
+                // Round up to whole seconds so the number of delay queues stays small.
+                let ms = delay.as_millis().div_ceil(1000) as u64 * 1000;
+                self.ensure_tier("huoke.delay", ms, &self.inner.exchange.clone())
+                    .await?
+            };
+            let props = BasicProperties::default().with_message_id(envelope.id.as_str().into());
+            confirms.push(self.start_publish(&exchange, &envelope.kind, &body, props).await?);
+        }
+        self.await_confirms(confirms).await
     }
 
-    async fn publish_delayed(&self, envelope: &Envelope, delay: Duration) -> anyhow::Result<()> {
-        // Round up to whole seconds so the number of delay queues stays small.
-        let ms = delay.as_millis().div_ceil(1000) as u64 * 1000;
-        let exchange = self.ensure_delay_tier(ms).await?;
+    async fn send_to_queue(&self, queue: &str, envelope: &Envelope) -> anyhow::Result<()> {
         let body = serde_json::to_vec(envelope)?;
-        self.publish_to(&exchange, &envelope.kind, &body, FieldTable::default(), &envelope.id)
-            .await
+        let props = BasicProperties::default().with_message_id(envelope.id.as_str().into());
+        self.publish_to("", &self.queue_name(queue), &body, props).await
     }
 
     fn consume(

@@ -11,7 +11,10 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::{Bus, ConsumerOptions, Envelope, Handler, HandlerError, QueueSpec, backoff, topic_matches};
+use super::{
+    Bus, ConsumerOptions, Envelope, Handler, HandlerError, QueueSpec, Settlement, dead_letter_queue, handle_decoded,
+    topic_matches,
+};
 use crate::clock::{new_id, now_ms};
 use crate::store::Store;
 
@@ -43,111 +46,181 @@ impl SqlBus {
             .clone()
     }
 
-    async fn route(&self, envelope: &Envelope, delay: Duration) -> anyhow::Result<()> {
+    async fn route(&self, batch: &[(Envelope, Duration)]) -> anyhow::Result<()> {
         let bindings: Vec<(String, String)> = sqlx::query_as("SELECT queue, pattern FROM bus_bindings")
             .fetch_all(self.store.pool())
             .await?;
-        let mut queues: Vec<String> = bindings
-            .into_iter()
-            .filter(|(_, pattern)| topic_matches(pattern, &envelope.kind))
-            .map(|(queue, _)| queue)
-            .collect();
-        queues.sort();
-        queues.dedup();
-        if queues.is_empty() {
-            tracing::debug!(topic = %envelope.kind, "message matched no queue");
-            return Ok(());
-        }
-        let body = serde_json::to_string(envelope)?;
         let now = now_ms();
+        let mut woken: Vec<String> = Vec::new();
         let mut tx = self.store.begin().await?;
-        for queue in &queues {
-            sqlx::query(
-                "INSERT INTO bus_messages (id, tenant_id, queue, topic, envelope, available_at, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(new_id())
-            .bind(&envelope.tenant_id)
-            .bind(queue)
-            .bind(&envelope.kind)
-            .bind(&body)
-            .bind(now + delay.as_millis() as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for (envelope, delay) in batch {
+            let mut queues: Vec<&str> = bindings
+                .iter()
+                .filter(|(_, pattern)| topic_matches(pattern, &envelope.kind))
+                .map(|(queue, _)| queue.as_str())
+                .collect();
+            queues.sort();
+            queues.dedup();
+            if queues.is_empty() {
+                tracing::debug!(topic = %envelope.kind, "message matched no queue");
+                continue;
+            }
+            let body = serde_json::to_string(envelope)?;
+            for queue in queues {
+                insert_message(&mut tx, queue, envelope, &body, now + delay.as_millis() as i64, now).await?;
+                if delay.is_zero() && !woken.iter().any(|q| q == queue) {
+                    woken.push(queue.to_string());
+                }
+            }
         }
         tx.commit().await?;
-        if delay.is_zero() {
-            for queue in &queues {
-                self.wakeup(queue).notify_one();
-            }
+        for queue in &woken {
+            self.wakeup(queue).notify_one();
         }
         Ok(())
     }
 
-    /// Leases the oldest due message of `queue`, if any.
-    async fn claim(&self, queue: &str) -> sqlx::Result<Option<(String, String, i64)>> {
+    /// Leases up to `limit` due messages of `queue`, oldest first.
+    async fn claim(&self, queue: &str, limit: usize) -> sqlx::Result<Vec<Claimed>> {
         let now = now_ms();
         let sql = format!(
             "UPDATE bus_messages SET locked_until = $1, attempts = attempts + 1
-             WHERE id = (SELECT id FROM bus_messages
-                         WHERE queue = $2 AND available_at <= $3 AND locked_until <= $3
-                         ORDER BY available_at, id LIMIT 1{})
-             RETURNING id, envelope, attempts",
+             WHERE id IN (SELECT id FROM bus_messages
+                          WHERE queue = $2 AND available_at <= $3 AND locked_until <= $3
+                          ORDER BY available_at, id LIMIT {}{})
+             RETURNING id, envelope, attempts, available_at",
+            limit.max(1),
             self.store.skip_locked()
         );
         let mut tx = self.store.begin().await?;
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now + LEASE_MS)
             .bind(queue)
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(row.map(|r| (r.get("id"), r.get("envelope"), r.get("attempts"))))
+        let mut claimed: Vec<Claimed> = rows
+            .into_iter()
+            .map(|r| Claimed {
+                id: r.get("id"),
+                body: r.get("envelope"),
+                attempts: r.get::<i64, _>("attempts") as u32,
+                available_at: r.get("available_at"),
+            })
+            .collect();
+        // RETURNING gives no order guarantee.
+        claimed.sort_by(|a, b| (a.available_at, &a.id).cmp(&(b.available_at, &b.id)));
+        Ok(claimed)
+    }
+
+    /// When the next message of `queue` falls due, if any is waiting.
+    async fn next_due(&self, queue: &str) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT CAST(MIN(CASE WHEN locked_until > available_at THEN locked_until ELSE available_at END) AS BIGINT)
+             FROM bus_messages WHERE queue = $1",
+        )
+        .bind(queue)
+        .fetch_one(self.store.pool())
+        .await
     }
 
     async fn settle(
         &self,
         queue: &str,
-        id: &str,
-        attempts: i64,
-        outcome: Result<(), HandlerError>,
+        claimed: &[Claimed],
+        envelopes: &[Option<Envelope>],
+        outcomes: &[Result<(), HandlerError>],
         options: &ConsumerOptions,
     ) -> sqlx::Result<()> {
-        let pool = self.store.pool();
-        match outcome {
-            Ok(()) => {
-                sqlx::query("DELETE FROM bus_messages WHERE id = $1")
-                    .bind(id)
-                    .execute(pool)
+        let mut tx = self.store.begin().await?;
+        let mut done: Vec<&str> = Vec::new();
+        for ((msg, envelope), outcome) in claimed.iter().zip(envelopes).zip(outcomes) {
+            match options.settle(queue, msg.attempts, outcome) {
+                Settlement::Done => done.push(&msg.id),
+                Settlement::RetryAfter(delay) => {
+                    let reason = outcome.as_ref().err().map(ToString::to_string);
+                    sqlx::query(
+                        "UPDATE bus_messages SET available_at = $1, locked_until = 0, last_error = $2 WHERE id = $3",
+                    )
+                    .bind(now_ms() + delay.as_millis() as i64)
+                    .bind(reason)
+                    .bind(&msg.id)
+                    .execute(&mut *tx)
                     .await?;
-            }
-            Err(HandlerError::Retry(reason)) if (attempts as u32) < options.max_attempts => {
-                tracing::warn!(%queue, message = %id, attempts, %reason, "handler failed; will redeliver");
-                let at = now_ms() + backoff(options.retry_delay, attempts as u32).as_millis() as i64;
-                sqlx::query(
-                    "UPDATE bus_messages SET available_at = $1, locked_until = 0, last_error = $2 WHERE id = $3",
-                )
-                .bind(at)
-                .bind(reason)
-                .bind(id)
-                .execute(pool)
-                .await?;
-            }
-            Err(err) => {
-                tracing::error!(%queue, message = %id, attempts, error = %err, "message dead-lettered");
-                metrics::counter!("huoke_bus_dead_lettered_total", "queue" => queue.to_string()).increment(1);
-                sqlx::query("UPDATE bus_messages SET queue = $1, locked_until = 0, last_error = $2 WHERE id = $3")
-                    .bind(format!("{queue}.dlq"))
-                    .bind(err.to_string())
-                    .bind(id)
-                    .execute(pool)
+                }
+                Settlement::DeadLetter(reason) => {
+                    let body = match envelope {
+                        Some(e) => serde_json::to_string(&e.parked(queue, &reason, msg.attempts))
+                            .unwrap_or_else(|_| msg.body.clone()),
+                        None => msg.body.clone(),
+                    };
+                    sqlx::query(
+                        "UPDATE bus_messages SET queue = $1, envelope = $2, locked_until = 0, available_at = $3, last_error = $4 WHERE id = $5",
+                    )
+                    .bind(dead_letter_queue(queue))
+                    .bind(body)
+                    .bind(now_ms())
+                    .bind(reason)
+                    .bind(&msg.id)
+                    .execute(&mut *tx)
                     .await?;
+                    self.wakeup(&dead_letter_queue(queue)).notify_one();
+                }
             }
         }
-        Ok(())
+        for chunk in done.chunks(500) {
+            let sql = format!(
+                "DELETE FROM bus_messages WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await
     }
+}
+
+struct Claimed {
+    id: String,
+    body: String,
+    attempts: u32,
+    available_at: i64,
+}
+
+async fn insert_message(
+    tx: &mut crate::store::Tx,
+    queue: &str,
+    envelope: &Envelope,
+    body: &str,
+    available_at: i64,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO bus_messages (id, tenant_id, queue, topic, envelope, available_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_id())
+    .bind(&envelope.tenant_id)
+    .bind(queue)
+    .bind(&envelope.kind)
+    .bind(body)
+    .bind(available_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// `$first, $first+1, …` for `n` parameters.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[async_trait::async_trait]
@@ -167,12 +240,18 @@ impl Bus for SqlBus {
         Ok(())
     }
 
-    async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        self.route(envelope, Duration::ZERO).await
+    async fn publish_batch(&self, batch: &[(Envelope, Duration)]) -> anyhow::Result<()> {
+        self.route(batch).await
     }
 
-    async fn publish_delayed(&self, envelope: &Envelope, delay: Duration) -> anyhow::Result<()> {
-        self.route(envelope, delay).await
+    async fn send_to_queue(&self, queue: &str, envelope: &Envelope) -> anyhow::Result<()> {
+        let body = serde_json::to_string(envelope)?;
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        insert_message(&mut tx, queue, envelope, &body, now, now).await?;
+        tx.commit().await?;
+        self.wakeup(queue).notify_one();
+        Ok(())
     }
 
     fn consume(
@@ -189,24 +268,29 @@ impl Bus for SqlBus {
                 if *stop.borrow() {
                     return;
                 }
-                match bus.claim(queue).await {
-                    Ok(Some((id, body, attempts))) => {
-                        let outcome = match serde_json::from_str::<Envelope>(&body) {
-                            Ok(envelope) => super::run_handler(&handler, &envelope).await,
-                            Err(e) => Err(HandlerError::Reject(format!("undecodable envelope: {e}"))),
-                        };
-                        if let Err(err) = bus.settle(queue, &id, attempts, outcome, &options).await {
-                            // The lease runs out and the message comes back: nothing lost.
-                            tracing::warn!(%queue, error = %err, "could not settle a message");
+                let mut wait = POLL;
+                match bus.claim(queue, options.batch).await {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        let envelopes: Vec<Option<Envelope>> =
+                            claimed.iter().map(|m| serde_json::from_str(&m.body).ok()).collect();
+                        let outcomes = handle_decoded(&handler, &envelopes).await;
+                        if let Err(err) = bus.settle(queue, &claimed, &envelopes, &outcomes, &options).await {
+                            // The leases run out and the messages come back: nothing lost.
+                            tracing::warn!(%queue, error = %err, "could not settle messages");
                         }
                         continue;
                     }
-                    Ok(None) => {}
+                    Ok(_) => {
+                        if let Ok(Some(due)) = bus.next_due(queue).await {
+                            let until = (due - now_ms()).max(1) as u64;
+                            wait = wait.min(Duration::from_millis(until));
+                        }
+                    }
                     Err(err) => tracing::warn!(%queue, error = %err, "could not poll the queue"),
                 }
                 tokio::select! {
                     _ = wakeup.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => return,
                 }
             }

@@ -145,12 +145,13 @@ pub async fn list(store: &Store, tenant_id: &str, after: Option<&str>, limit: i6
 }
 
 /// Active staff of the tenant holding the SDR role, in a stable order (for rotation).
-pub async fn active_sdrs(store: &Store, tenant_id: &str) -> sqlx::Result<Vec<StaffRow>> {
+/// The tenant's active SDRs, in a stable order, read inside a transaction.
+pub async fn active_sdrs_in(tx: &mut crate::store::Tx, tenant_id: &str) -> sqlx::Result<Vec<StaffRow>> {
     let all: Vec<StaffRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM staff WHERE tenant_id = $1 AND active = 1 ORDER BY id"
     )))
     .bind(tenant_id)
-    .fetch_all(store.pool())
+    .fetch_all(&mut **tx)
     .await?;
     Ok(all.into_iter().filter(|s| s.roles().contains(&Role::Sdr)).collect())
 }

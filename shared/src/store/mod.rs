@@ -110,22 +110,6 @@ impl Store {
     }
 }
 
-/// Records that `consumer` handled message `message_id`, inside the caller's
-/// transaction. Returns false when it had already been handled: delivery is
-/// at-least-once, so every consumer checks this before it changes anything.
-pub async fn first_delivery(tx: &mut Tx, consumer: &str, message_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO processed_messages (consumer, message_id, processed_at) VALUES ($1, $2, $3)
-         ON CONFLICT (consumer, message_id) DO NOTHING",
-    )
-    .bind(consumer)
-    .bind(message_id)
-    .bind(crate::clock::now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;

@@ -50,7 +50,7 @@ pub struct OutboxRelay {
 }
 
 const LEASE_MS: i64 = 15_000;
-const BATCH: i64 = 100;
+const BATCH: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 impl OutboxRelay {
@@ -82,7 +82,8 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes one batch of due rows; returns how many were published.
+    /// Publishes one batch of due rows — all sent before any confirm is awaited —
+    /// then deletes them in one statement; returns how many were published.
     pub async fn relay_batch(&self) -> anyhow::Result<usize> {
         let now = now_ms();
         let sql = format!(
@@ -99,42 +100,49 @@ impl OutboxRelay {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
         // RETURNING gives no order guarantee; publish oldest first.
         rows.sort_by_key(|r| (r.get::<i64, _>("created_at"), r.get::<String, _>("id")));
 
-        let mut published = 0;
+        let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+        let mut batch: Vec<(Envelope, Duration)> = Vec::with_capacity(rows.len());
         for row in rows {
             let id: String = row.get("id");
             let body: String = row.get("envelope");
             let delay_ms: i64 = row.get("delay_ms");
-            let envelope: Envelope = match serde_json::from_str(&body) {
-                Ok(e) => e,
-                Err(err) => {
-                    tracing::error!(outbox_id = %id, error = %err, "undecodable outbox row dropped");
-                    self.delete(&id).await?;
-                    continue;
-                }
-            };
-            let result = if delay_ms > 0 {
-                self.bus
-                    .publish_delayed(&envelope, Duration::from_millis(delay_ms as u64))
-                    .await
-            } else {
-                self.bus.publish(&envelope).await
-            };
-            result?;
-            self.delete(&id).await?;
-            published += 1;
+            match serde_json::from_str::<Envelope>(&body) {
+                Ok(envelope) => batch.push((envelope, Duration::from_millis(delay_ms.max(0) as u64))),
+                Err(err) => tracing::error!(outbox_id = %id, error = %err, "undecodable outbox row dropped"),
+            }
+            ids.push(id);
+        }
+        if let Err(err) = self.bus.publish_batch(&batch).await {
+            // Hand the rows back at once rather than after the lease; what was already
+            // published goes out again, which consumers tolerate.
+            let _ = self
+                .execute_for_ids("UPDATE outbox SET locked_until = 0 WHERE id IN", &ids)
+                .await;
+            return Err(err);
+        }
+        self.execute_for_ids("DELETE FROM outbox WHERE id IN", &ids).await?;
+        for (envelope, _) in &batch {
             metrics::counter!("huoke_outbox_relayed_total", "topic" => envelope.kind.clone()).increment(1);
         }
-        Ok(published)
+        Ok(batch.len())
     }
 
-    async fn delete(&self, id: &str) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM outbox WHERE id = $1")
-            .bind(id)
-            .execute(self.store.pool())
-            .await?;
+    /// Runs `{statement} (<ids>)`.
+    async fn execute_for_ids(&self, statement: &str, ids: &[String]) -> sqlx::Result<()> {
+        for chunk in ids.chunks(500) {
+            let sql = format!("{statement} ({})", crate::bus::placeholders(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(self.store.pool()).await?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,61 @@
+//! Upkeep of bookkeeping that would otherwise grow forever: the consumers'
+//! idempotency markers (`processed_messages`). Runs in every process; deletes in
+//! small batches by primary key so it never holds long locks on hot tables, and
+//! several processes doing it at once only share the work.
+
+use std::time::Duration;
+
+use sqlx::AssertSqlSafe;
+use tokio::sync::watch;
+
+use crate::clock::now_ms;
+use crate::store::Store;
+
+/// Rows deleted per statement.
+const BATCH: i64 = 1_000;
+/// Pause between passes.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes markers older than `retention`; answers how many went.
+pub async fn prune_processed(store: &Store, retention: Duration) -> sqlx::Result<u64> {
+    let cutoff = now_ms() - retention.as_millis() as i64;
+    let mut total = 0;
+    loop {
+        // Through the primary key, so PostgreSQL and SQLite both delete exactly the
+        // rows picked (no `DELETE … LIMIT` in the common subset).
+        let sql = format!(
+            "DELETE FROM processed_messages WHERE (consumer, message_id) IN
+               (SELECT consumer, message_id FROM processed_messages WHERE processed_at < $1 LIMIT {BATCH})"
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(cutoff)
+            .execute(store.pool())
+            .await?;
+        total += done.rows_affected();
+        if done.rows_affected() < BATCH as u64 {
+            return Ok(total);
+        }
+        // Let the hot path in between batches.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the upkeep every minute until `stop` turns true.
+pub async fn run(store: Store, retention: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        match prune_processed(&store, retention).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(rows = n, "pruned processed-message markers");
+                metrics::counter!("huoke_housekeeping_pruned_total", "table" => "processed_messages").increment(n);
+            }
+            Err(err) => tracing::warn!(error = %err, "pruning processed-message markers failed; will try again"),
+        }
+        // Spread processes that started together.
+        let pause = EVERY + Duration::from_millis(rand::random::<u64>() % 10_000);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

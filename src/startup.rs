@@ -61,7 +61,10 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // Every process declares every queue, so a message published before its
         // consumer ever ran still has somewhere durable to wait.
-        infra.bus.declare(TOPOLOGY).await.context("declaring bus topology")?;
+        tokio::time::timeout(std::time::Duration::from_secs(30), infra.bus.declare(TOPOLOGY))
+            .await
+            .context("declaring bus topology: no answer within 30 s")?
+            .context("declaring bus topology")?;
 
         let (stop, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();

@@ -71,6 +71,10 @@ pub struct Settings {
     pub processed_retention: Duration,
     /// Test aid: broker queues vanish after this long unused (`x-expires`).
     pub bus_queue_expires: Option<Duration>,
+    /// Test aid: `classic` makes the consumer queues classic (version 2) instead of
+    /// quorum queues, which are costly to create and delete by the hundred on a
+    /// broker that many test runs share.
+    pub bus_classic_queues: bool,
     pub max_body_bytes: usize,
     /// Scans per second one client address may make, per process.
     pub scan_rate_per_ip: u32,
@@ -182,6 +186,11 @@ impl Settings {
                 .map(|v| v.parse().map(Duration::from_millis))
                 .transpose()
                 .map_err(|_| bad("HUOKE_BUS_QUEUE_EXPIRES_MS", "must be a whole number"))?,
+            bus_classic_queues: match get("HUOKE_BUS_QUEUE_TYPE").as_deref() {
+                None | Some("quorum") => false,
+                Some("classic") => true,
+                Some(_) => return Err(bad("HUOKE_BUS_QUEUE_TYPE", "quorum or classic")),
+            },
             max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
             scan_rate_per_ip: number(&get, "HUOKE_SCAN_RATE_PER_IP", 2_000)?,
         })

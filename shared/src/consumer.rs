@@ -31,6 +31,21 @@ pub trait Effect: Send + Sync + 'static {
     /// Applies one message. Writes outgoing events with `Outbox::add` on `tx`; an
     /// error rolls back everything the transaction did.
     async fn apply(&self, tx: &mut Tx, envelope: &Envelope, scratch: &mut Self::Scratch) -> Result<(), HandlerError>;
+
+    /// Applies several messages (each seen for the first time), in order. The
+    /// default applies them one by one; a consumer on the hot path overrides it with
+    /// multi-row statements. Must leave the same result as `apply` on each in turn.
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        envelopes: &[&Envelope],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), HandlerError> {
+        for envelope in envelopes {
+            self.apply(tx, envelope, scratch).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Turns an [`Effect`] into a bus [`Handler`].
@@ -53,11 +68,12 @@ impl<E: Effect> Transactional<E> {
         let ids: Vec<&str> = envelopes.iter().map(|e| e.id.as_str()).collect();
         let mut fresh = first_deliveries(&mut tx, self.effect.consumer(), &ids).await?;
         let mut scratch = E::Scratch::default();
-        for envelope in envelopes {
-            // `remove`: a message delivered twice within one batch is applied once.
-            if fresh.remove(envelope.id.as_str()) {
-                self.effect.apply(&mut tx, envelope, &mut scratch).await?;
-            }
+        // `remove`: a message delivered twice within one batch is applied once.
+        let todo: Vec<&Envelope> = envelopes.iter().filter(|e| fresh.remove(e.id.as_str())).collect();
+        match todo.as_slice() {
+            [] => {}
+            [one] => self.effect.apply(&mut tx, one, &mut scratch).await?,
+            many => self.effect.apply_batch(&mut tx, many, &mut scratch).await?,
         }
         tx.commit().await?;
         self.infra.kick_outbox();

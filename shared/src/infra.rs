@@ -38,11 +38,13 @@ impl Infra {
         store.migrate().await?;
 
         let bus: Arc<dyn Bus> = match &settings.amqp_url {
-            Some(url) => Arc::new(AmqpBus::connect(url, &settings).await?),
+            Some(url) => Arc::new(patiently("RabbitMQ (AMQP_URL)", || AmqpBus::connect(url, &settings)).await?),
             None => Arc::new(SqlBus::new(store.clone())),
         };
         let cache: Arc<dyn Cache> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisCache::connect(url, &settings.namespace).await?),
+            Some(url) => {
+                Arc::new(patiently("Redis (REDIS_URL)", || RedisCache::connect(url, &settings.namespace)).await?)
+            }
             None => Arc::new(MemoryCache::new()),
         };
         tracing::info!(
@@ -65,4 +67,27 @@ impl Infra {
     pub fn kick_outbox(&self) {
         self.outbox_wakeup.notify_one();
     }
+}
+
+/// Connects with a time limit per attempt and a few attempts: a backend that is
+/// slow to answer at start-up (or a handshake that stalls) costs seconds, never a
+/// process hung forever before it serves anything.
+async fn patiently<T, F, Fut>(what: &str, connect: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    const ATTEMPTS: u32 = 3;
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut last = anyhow::anyhow!("no attempt made");
+    for attempt in 1..=ATTEMPTS {
+        match tokio::time::timeout(LIMIT, connect()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(err)) => last = err,
+            Err(_) => last = anyhow::anyhow!("no answer within {LIMIT:?}"),
+        }
+        tracing::warn!(backend = what, attempt, error = %format!("{last:#}"), "could not connect; trying again");
+        tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+    }
+    Err(last.context(format!("connecting to {what}")))
 }

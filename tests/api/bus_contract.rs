@@ -48,7 +48,9 @@ const TOPOLOGY: &[QueueSpec] = &[
 
 async fn bus_for(backend: Backend) -> (Environment, Arc<dyn Bus>) {
     let env = Environment::new(backend).await;
-    let settings = env.settings();
+    let mut settings = env.settings();
+    // The contract runs on the queue type production uses.
+    settings.bus_classic_queues = false;
     let bus: Arc<dyn Bus> = match backend {
         Backend::Embedded => {
             let store = Store::connect(&settings.effective_database_url()).await.unwrap();

@@ -86,8 +86,11 @@ impl Environment {
             vars.insert("REDIS_URL".into(), std::env::var("REDIS_URL").unwrap());
             vars.insert("AMQP_URL".into(), std::env::var("AMQP_URL").unwrap());
             vars.insert("HUOKE_NAMESPACE".into(), format!("t_{id}"));
-            // Test queues disappear from the shared broker once unused.
-            vars.insert("HUOKE_BUS_QUEUE_EXPIRES_MS".into(), "600000".into());
+            // Test queues disappear from the shared broker once unused, and are
+            // classic ones: hundreds of quorum queues created and expiring per run
+            // wore the broker down until declares stalled.
+            vars.insert("HUOKE_BUS_QUEUE_EXPIRES_MS".into(), "120000".into());
+            vars.insert("HUOKE_BUS_QUEUE_TYPE".into(), "classic".into());
         }
         Environment { vars, _dir: dir }
     }

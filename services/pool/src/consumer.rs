@@ -5,6 +5,7 @@ use huoke_shared::clock::now_ms;
 use huoke_shared::consumer::Effect;
 use huoke_shared::messages::LeadAssigned;
 use huoke_shared::store::Tx;
+use huoke_shared::store::bulk::{self, Value};
 
 pub struct ProjectAssignments;
 
@@ -30,6 +31,42 @@ impl Effect for ProjectAssignments {
         .bind(event.sla_due_at_ms)
         .bind(now)
         .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_batch(&self, tx: &mut Tx, envelopes: &[&Envelope], _: &mut ()) -> Result<(), HandlerError> {
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let event: LeadAssigned = envelope.decode()?;
+            rows.push(vec![
+                Value::from(event.assignment_id),
+                Value::from(&envelope.tenant_id),
+                Value::from(event.staff_id),
+                Value::from(event.lead_id),
+                Value::from("offered"),
+                Value::from(event.sla_due_at_ms),
+                Value::from(now),
+                Value::from(now),
+            ]);
+        }
+        bulk::insert(
+            tx,
+            "inbox_items",
+            &[
+                "assignment_id",
+                "tenant_id",
+                "staff_id",
+                "lead_id",
+                "state",
+                "sla_due_at",
+                "created_at",
+                "updated_at",
+            ],
+            &rows,
+            "ON CONFLICT (assignment_id) DO NOTHING",
+        )
         .await?;
         Ok(())
     }

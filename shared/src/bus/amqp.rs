@@ -50,6 +50,7 @@ struct Inner {
     dead_letter_exchange: String,
     namespace_prefix: String,
     queue_expires: Option<Duration>,
+    classic_queues: bool,
     connection: Mutex<Option<Arc<Connection>>>,
     publisher: Mutex<Option<Channel>>,
     declared_delays: Mutex<HashSet<String>>,
@@ -64,6 +65,7 @@ impl AmqpBus {
                 dead_letter_exchange: settings.namespaced("huoke.dlx"),
                 namespace_prefix: settings.namespaced(""),
                 queue_expires: settings.bus_queue_expires,
+                classic_queues: settings.bus_classic_queues,
                 connection: Mutex::new(None),
                 publisher: Mutex::new(None),
                 declared_delays: Mutex::new(HashSet::new()),
@@ -84,7 +86,15 @@ impl AmqpBus {
                 return Ok(conn.clone());
             }
         }
-        let conn = Arc::new(Connection::connect(&self.inner.url, ConnectionProperties::default()).await?);
+        // Bounded: the lock is held meanwhile, and a stalled handshake must not
+        // freeze every publisher and consumer behind it.
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            Connection::connect(&self.inner.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| anyhow!("RabbitMQ did not complete the connection within 10 s"))??;
+        let conn = Arc::new(conn);
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -331,7 +341,11 @@ impl Bus for AmqpBus {
         for queue in queues {
             let name = self.queue_name(queue.name);
             let mut main_args = FieldTable::default();
-            main_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            if self.inner.classic_queues {
+                main_args.insert("x-queue-version".into(), AMQPValue::LongInt(2));
+            } else {
+                main_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            }
             main_args.insert(
                 "x-dead-letter-exchange".into(),
                 AMQPValue::LongString(self.inner.dead_letter_exchange.as_str().into()),

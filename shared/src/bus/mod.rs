@@ -8,7 +8,6 @@ mod sql;
 
 pub use amqp::AmqpBus;
 pub use sql::SqlBus;
-pub(crate) use sql::placeholders;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

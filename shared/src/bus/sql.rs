@@ -172,7 +172,7 @@ impl SqlBus {
         for chunk in done.chunks(500) {
             let sql = format!(
                 "DELETE FROM bus_messages WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                crate::store::bulk::placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -213,14 +213,6 @@ async fn insert_message(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// `$first, $first+1, …` for `n` parameters.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[async_trait::async_trait]

@@ -3,6 +3,7 @@
 
 use crate::clock::{new_id, now_ms};
 use crate::store::Tx;
+use crate::store::bulk::{self, Value};
 
 pub async fn record(
     tx: &mut Tx,
@@ -22,5 +23,44 @@ pub async fn record(
         .bind(detail.to_string())
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// One history row, for [`record_many`].
+pub struct Entry<'a> {
+    pub tenant_id: &'a str,
+    pub lead_id: &'a str,
+    pub kind: &'a str,
+    pub detail: serde_json::Value,
+}
+
+/// Several rows by one actor in one statement (a consumer's batch).
+pub async fn record_many(tx: &mut Tx, actor: &str, entries: Vec<Entry<'_>>) -> sqlx::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let rows: Vec<Vec<Value>> = entries
+        .into_iter()
+        .map(|e| {
+            vec![
+                Value::from(new_id()),
+                Value::from(e.tenant_id),
+                Value::from(e.lead_id),
+                Value::from(now),
+                Value::from(e.kind),
+                Value::from(actor),
+                Value::from(e.detail.to_string()),
+            ]
+        })
+        .collect();
+    bulk::insert(
+        tx,
+        "lead_history",
+        &["id", "tenant_id", "lead_id", "at", "kind", "actor", "detail"],
+        &rows,
+        "",
+    )
+    .await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! written to their common subset (text ids, epoch-ms integers, JSON as text, `$n`
 //! parameters). Backend-specific statements live here and nowhere else.
 
+pub mod bulk;
 mod outbox;
 
 pub use outbox::{Outbox, OutboxRelay};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::{Notify, watch};
 
+use super::bulk::{self, Value};
 use super::{Store, Tx};
 use crate::bus::{Bus, Envelope};
 use crate::clock::now_ms;
@@ -19,6 +20,33 @@ impl Outbox {
     /// Queue `envelope` for publishing once `tx` commits.
     pub async fn add(tx: &mut Tx, envelope: &Envelope) -> sqlx::Result<()> {
         Self::add_delayed(tx, envelope, Duration::ZERO).await
+    }
+
+    /// Several events in one statement (a consumer's batch).
+    pub async fn add_many(tx: &mut Tx, envelopes: &[Envelope]) -> sqlx::Result<()> {
+        let now = now_ms();
+        let rows: Vec<Vec<Value>> = envelopes
+            .iter()
+            .map(|e| {
+                vec![
+                    Value::from(&e.id),
+                    Value::from(&e.tenant_id),
+                    Value::from(&e.kind),
+                    Value::from(serde_json::to_string(e).expect("envelopes serialise")),
+                    Value::from(0),
+                    Value::from(now),
+                ]
+            })
+            .collect();
+        bulk::insert(
+            tx,
+            "outbox",
+            &["id", "tenant_id", "topic", "envelope", "delay_ms", "created_at"],
+            &rows,
+            "",
+        )
+        .await?;
+        Ok(())
     }
 
     /// As `add`, delivered to consumers only after `delay` (timers such as SLAs).
@@ -52,6 +80,7 @@ pub struct OutboxRelay {
 const LEASE_MS: i64 = 15_000;
 const BATCH: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_millis(500);
+const GATHER: Duration = Duration::from_millis(2);
 
 impl OutboxRelay {
     pub fn new(store: Store, bus: Arc<dyn Bus>, wakeup: Arc<Notify>) -> Self {
@@ -78,6 +107,9 @@ impl OutboxRelay {
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = stop.changed() => return,
                 }
+                // Under load every commit wakes the relay; a moment's pause lets one
+                // pass carry many rows instead of one scan of the outbox per commit.
+                tokio::time::sleep(GATHER).await;
             }
         }
     }
@@ -136,7 +168,7 @@ impl OutboxRelay {
     /// Runs `{statement} (<ids>)`.
     async fn execute_for_ids(&self, statement: &str, ids: &[String]) -> sqlx::Result<()> {
         for chunk in ids.chunks(500) {
-            let sql = format!("{statement} ({})", crate::bus::placeholders(1, chunk.len()));
+            let sql = format!("{statement} ({})", bulk::placeholders(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(id);

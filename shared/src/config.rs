@@ -63,6 +63,8 @@ pub struct Settings {
     pub bus_prefetch: u16,
     /// Most deliveries one consumer handles in one transaction.
     pub bus_batch: usize,
+    /// How long a consumer waits for a batch to fill after its first delivery.
+    pub bus_linger: Duration,
     /// Deliveries of one message before it is parked in its dead-letter queue.
     pub bus_max_attempts: u32,
     pub bus_retry: crate::bus::RetryPolicy,
@@ -175,6 +177,7 @@ impl Settings {
             default_sla: Duration::from_secs(60 * number(&get, "HUOKE_SLA_MINUTES", 30)?),
             bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 256)?,
             bus_batch: positive(&get, "HUOKE_BUS_BATCH", 64)?,
+            bus_linger: Duration::from_millis(number(&get, "HUOKE_BUS_LINGER_MS", 0)?),
             bus_max_attempts: positive(&get, "HUOKE_BUS_MAX_ATTEMPTS", 10)?,
             bus_retry: crate::bus::RetryPolicy {
                 base: Duration::from_millis(positive(&get, "HUOKE_BUS_RETRY_BASE_MS", 1_000)?),
@@ -201,6 +204,7 @@ impl Settings {
         crate::bus::ConsumerOptions {
             prefetch: self.bus_prefetch.max(1),
             batch: self.bus_batch,
+            linger: self.bus_linger,
             max_attempts: self.bus_max_attempts,
             retry: self.bus_retry,
         }

@@ -109,6 +109,7 @@ fn fast() -> ConsumerOptions {
     ConsumerOptions {
         prefetch: 8,
         batch: 8,
+        linger: Duration::from_millis(3),
         max_attempts: 3,
         retry: RetryPolicy {
             base: Duration::from_millis(200),

@@ -244,11 +244,17 @@ impl AmqpBus {
                 _ = stop.changed() => return Ok(()),
             };
             let mut batch: Vec<Delivery> = vec![next_delivery(first)?];
-            // Whatever else is already here joins the batch; nothing waits to fill it.
+            // What arrives within `linger` of the first joins the batch: a moment's
+            // wait turns a steady trickle into one transaction per handful.
+            let until = tokio::time::Instant::now() + options.linger;
             while batch.len() < options.batch.max(1) {
                 match deliveries.next().now_or_never() {
                     Some(d) => batch.push(next_delivery(d)?),
-                    None => break,
+                    None if options.linger.is_zero() => break,
+                    None => match tokio::time::timeout_at(until, deliveries.next()).await {
+                        Ok(d) => batch.push(next_delivery(d)?),
+                        Err(_) => break,
+                    },
                 }
             }
             let envelopes: Vec<Option<Envelope>> = batch.iter().map(|d| serde_json::from_slice(&d.data).ok()).collect();

@@ -204,6 +204,8 @@ pub struct ConsumerOptions {
     pub prefetch: u16,
     /// Most deliveries given to the handler at once.
     pub batch: usize,
+    /// How long the first delivery of a batch waits for others to join it.
+    pub linger: Duration,
     /// Deliveries before a message goes to the dead-letter queue.
     pub max_attempts: u32,
     pub retry: RetryPolicy,
@@ -214,6 +216,7 @@ impl Default for ConsumerOptions {
         Self {
             prefetch: 256,
             batch: 64,
+            linger: Duration::ZERO,
             max_attempts: 10,
             retry: RetryPolicy::default(),
         }

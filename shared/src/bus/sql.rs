@@ -285,6 +285,9 @@ impl Bus for SqlBus {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => return,
                 }
+                if !options.linger.is_zero() {
+                    tokio::time::sleep(options.linger).await;
+                }
             }
         })
     }

@@ -7,6 +7,12 @@
 //! cargo run --release --example bare302 -- 127.0.0.1:18081
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark tool, not served code"
+)]
+
 use actix_web::http::header::LOCATION;
 use actix_web::{App, HttpResponse, HttpServer, web};
 

@@ -24,6 +24,12 @@
 //! (`tokio`'s `net` and `io-util` features come from actix-web/redis in the same
 //! dependency graph; the root package's own `tokio` line does not list them.)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark tool, not served code"
+)]
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;

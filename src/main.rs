@@ -240,7 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let member = staff::by_email(&store, &t.id, &email)
                 .await?
                 .with_context(|| format!("no staff member {email} in {tenant}"))?;
-            let keys = huoke_shared::auth::JwtKeys::from_config(s.jwt.as_ref().expect("set above"))?;
+            let keys = huoke_shared::auth::JwtKeys::from_config(s.jwt.as_ref().context("no signing key configured")?)?;
             println!("{}", keys.issue(&member.id, &t.id, &member.roles(), ttl)?);
             Ok(())
         }

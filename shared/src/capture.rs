@@ -41,7 +41,7 @@ fn text(field: &str, value: &Option<String>, errors: &mut Vec<FieldError>) -> Op
         errors.push(FieldError::new(field, format!("at most {MAX_TEXT} characters")));
         return None;
     }
-    if v.chars().any(|c| c.is_control()) {
+    if v.chars().any(char::is_control) {
         errors.push(FieldError::new(field, "must not contain control characters"));
         return None;
     }
@@ -156,10 +156,10 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     }
     // The hash covers the parsed request, so formatting differences do not matter.
     let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(input).map_err(anyhow::Error::from)?));
-    if let Some(key) = who.idempotency_key {
-        if let Some(existing) = by_idempotency_key(infra, who.tenant_id, key).await? {
-            return replay(existing, &request_hash);
-        }
+    if let Some(key) = who.idempotency_key
+        && let Some(existing) = by_idempotency_key(infra, who.tenant_id, key).await?
+    {
+        return replay(existing, &request_hash);
     }
     let now = now_ms();
     let capture_id = new_id();
@@ -188,16 +188,16 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     .bind(now)
     .execute(&mut *tx)
     .await;
-    if let Err(sqlx::Error::Database(db)) = &inserted {
-        if db.is_unique_violation() {
-            // A concurrent request with the same key won the race: answer as it did.
-            drop(tx);
-            let key = who.idempotency_key.unwrap_or_default();
-            let existing = by_idempotency_key(infra, who.tenant_id, key)
-                .await?
-                .ok_or_else(|| ApiError::Conflict("idempotency key in use".into()))?;
-            return replay(existing, &request_hash);
-        }
+    if let Err(sqlx::Error::Database(db)) = &inserted
+        && db.is_unique_violation()
+    {
+        // A concurrent request with the same key won the race: answer as it did.
+        drop(tx);
+        let key = who.idempotency_key.unwrap_or_default();
+        let existing = by_idempotency_key(infra, who.tenant_id, key)
+            .await?
+            .ok_or_else(|| ApiError::Conflict("idempotency key in use".into()))?;
+        return replay(existing, &request_hash);
     }
     inserted?;
     Outbox::add(&mut tx, &envelope).await?;

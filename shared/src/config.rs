@@ -92,22 +92,22 @@ impl Settings {
         let get = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
 
         let database_url = get("DATABASE_URL");
-        if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-                return Err(bad("DATABASE_URL", "must start with postgres:// or sqlite:"));
-            }
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+        {
+            return Err(bad("DATABASE_URL", "must start with postgres:// or sqlite:"));
         }
         let redis_url = get("REDIS_URL");
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(bad("REDIS_URL", "must start with redis:// or rediss://"));
-            }
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(bad("REDIS_URL", "must start with redis:// or rediss://"));
         }
         let amqp_url = get("AMQP_URL");
-        if let Some(url) = &amqp_url {
-            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                return Err(bad("AMQP_URL", "must start with amqp:// or amqps://"));
-            }
+        if let Some(url) = &amqp_url
+            && !(url.starts_with("amqp://") || url.starts_with("amqps://"))
+        {
+            return Err(bad("AMQP_URL", "must start with amqp:// or amqps://"));
         }
 
         let jwt = match (get("HUOKE_JWT_SECRET"), get("HUOKE_JWT_PUBLIC_KEY")) {
@@ -116,10 +116,10 @@ impl Settings {
                     return Err(bad("HUOKE_JWT_PUBLIC_KEY", "expected a PEM public key"));
                 }
                 let private_pem = get("HUOKE_JWT_PRIVATE_KEY");
-                if let Some(p) = &private_pem {
-                    if !p.contains("-----BEGIN") {
-                        return Err(bad("HUOKE_JWT_PRIVATE_KEY", "expected a PEM private key"));
-                    }
+                if let Some(p) = &private_pem
+                    && !p.contains("-----BEGIN")
+                {
+                    return Err(bad("HUOKE_JWT_PRIVATE_KEY", "expected a PEM private key"));
                 }
                 Some(JwtConfig::KeyPair {
                     public_pem,

@@ -90,7 +90,7 @@ where
 }
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "the request body is empty; expected a JSON object".into(),
         ));
@@ -150,7 +150,11 @@ async fn readyz(infra: web::Data<Infra>, needs: Option<web::Data<Needs>>) -> Htt
         tokio::time::timeout(limit, infra.cache.ping()),
     );
     let (store, bus, cache) = (timed(store), timed(bus), timed(cache));
-    let report = |r: &Result<(), String>| r.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.clone());
+    let report = |r: &Result<(), String>| {
+        r.as_ref()
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(std::clone::Clone::clone)
+    };
     let checks = json!({"store": report(&store), "bus": report(&bus), "cache": report(&cache)});
     let mut required = Vec::new();
     let mut missing = Vec::new();

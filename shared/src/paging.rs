@@ -99,14 +99,18 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         let page = Page { limit: 2, after: None };
-        let paged = Paged::from_rows(vec!["a".to_string(), "b".into(), "c".into()], &page, |s| s.clone());
+        let paged = Paged::from_rows(
+            vec!["a".to_string(), "b".into(), "c".into()],
+            &page,
+            std::clone::Clone::clone,
+        );
         assert_eq!(paged.items.len(), 2);
         let q = PageQuery {
             limit: Some(2),
             cursor: paged.next_cursor,
         };
         assert_eq!(q.parse().unwrap().after.as_deref(), Some("b"));
-        let last = Paged::from_rows(vec!["c".to_string()], &page, |s| s.clone());
+        let last = Paged::from_rows(vec!["c".to_string()], &page, std::clone::Clone::clone);
         assert!(last.next_cursor.is_none());
     }
 }

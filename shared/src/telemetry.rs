@@ -27,6 +27,10 @@ pub fn init_logging() {
 }
 
 /// Installs the Prometheus recorder (once per process).
+#[allow(
+    clippy::expect_used,
+    reason = "constant buckets, and a thread at start-up: failing here is a broken build or host"
+)]
 pub fn init_metrics() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
         // Fixed buckets: recording into a bucketed histogram is a few atomic adds,

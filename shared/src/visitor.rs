@@ -92,17 +92,16 @@ pub fn client_ip(req: &HttpRequest) -> String {
         std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
         std::net::IpAddr::V6(v6) => v6.is_loopback(),
     });
-    if trusted {
-        if let Some(first) = req
+    if trusted
+        && let Some(first) = req
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(str::trim)
             .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        {
-            return first.to_string();
-        }
+    {
+        return first.to_string();
     }
     peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }

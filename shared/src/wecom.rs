@@ -94,6 +94,10 @@ impl Default for WecomClient {
 }
 
 impl WecomClient {
+    #[allow(
+        clippy::expect_used,
+        reason = "building a client without custom certificates only fails when TLS cannot start at all"
+    )]
     pub fn new() -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -109,10 +113,8 @@ impl WecomClient {
 
     async fn access_token(&self, cache: &dyn Cache, s: &WecomSettings, fresh: bool) -> anyhow::Result<String> {
         let key = Self::token_key(s);
-        if !fresh {
-            if let Some(token) = cache.get(&key).await? {
-                return Ok(token);
-            }
+        if !fresh && let Some(token) = cache.get(&key).await? {
+            return Ok(token);
         }
         let answer: TokenAnswer = self
             .http

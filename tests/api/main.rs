@@ -3,6 +3,8 @@
 //! in-memory cache) and on PostgreSQL + RabbitMQ + Redis when `DATABASE_URL`,
 //! `AMQP_URL` and `REDIS_URL` are set (required with `HUOKE_REQUIRE_BACKENDS=1`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+
 mod helpers;
 
 mod bus_contract;

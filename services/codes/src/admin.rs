@@ -67,13 +67,12 @@ async fn check_references(infra: &Infra, tenant_id: &str, c: &CodeConfig) -> Api
             ));
         }
     }
-    if let Some(b) = &c.backup_staff_id {
-        if huoke_shared::repo::staff::by_id(&infra.store, tenant_id, b)
+    if let Some(b) = &c.backup_staff_id
+        && huoke_shared::repo::staff::by_id(&infra.store, tenant_id, b)
             .await?
             .is_none()
-        {
-            errors.push(FieldError::new("backup_staff_id", "no such staff member"));
-        }
+    {
+        errors.push(FieldError::new("backup_staff_id", "no such staff member"));
     }
     for (field, table, id) in [
         ("campaign_id", "campaigns", &c.campaign_id),
@@ -109,7 +108,7 @@ fn bind_config<'q>(query: AnyQuery<'q>, c: &'q CodeConfig) -> ApiResult<AnyQuery
         .bind(
             c.schedule
                 .as_ref()
-                .map(|s| serde_json::to_string(s))
+                .map(serde_json::to_string)
                 .transpose()
                 .map_err(anyhow::Error::from)?,
         )

@@ -21,7 +21,7 @@ impl FloodGuard {
 
     /// Counts one scan from `client` at `now_secs`; false once over the limit.
     pub fn allow(&self, client: &str, now_secs: u64) -> bool {
-        let mut guard = self.windows.lock().expect("flood lock");
+        let mut guard = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (window, counts) = &mut *guard;
         if *window != now_secs {
             *window = now_secs;

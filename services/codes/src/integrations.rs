@@ -44,10 +44,10 @@ pub async fn put(infra: web::Data<Infra>, caller: Caller, body: Json<WecomInput>
     {
         errors.push(FieldError::new("encoding_aes_key", "43 base64 characters"));
     }
-    if let Some(base) = &i.api_base {
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            errors.push(FieldError::new("api_base", "an http(s) URL"));
-        }
+    if let Some(base) = &i.api_base
+        && !(base.starts_with("https://") || base.starts_with("http://"))
+    {
+        errors.push(FieldError::new("api_base", "an http(s) URL"));
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));

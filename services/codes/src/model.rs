@@ -178,7 +178,7 @@ impl CodeConfig {
                 if self.members.len() != 1 {
                     errors.push(E::new("members", "a channel code has exactly one target member"));
                 }
-                if self.state.as_deref().is_none_or(|s| s.is_empty()) {
+                if self.state.as_deref().is_none_or(str::is_empty) {
                     errors.push(E::new("state", "a channel code needs an attribution state"));
                 }
             }

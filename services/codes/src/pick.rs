@@ -55,7 +55,7 @@ pub struct Cursors {
 
 impl Cursors {
     fn advance(&self, code_id: &str) -> u64 {
-        let mut next = self.next.lock().expect("cursor lock");
+        let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let slot = next.entry(code_id.to_string()).or_insert(0);
         let current = *slot;
         *slot = current.wrapping_add(1);
@@ -107,16 +107,20 @@ pub async fn pick(
         Vec::new()
     };
 
-    if let Some(earlier) = earlier {
-        if let Some(&i) = eligible.iter().find(|&&i| snap.members[i].staff_id == earlier) {
-            let person = snap.people[i].clone().expect("eligible members exist");
-            return Ok(Outcome::Member { person, sticky: true });
-        }
+    if let Some(earlier) = earlier
+        && let Some(&i) = eligible.iter().find(|&&i| snap.members[i].staff_id == earlier)
+        && let Some(person) = snap.people[i].clone()
+    {
+        return Ok(Outcome::Member { person, sticky: true });
     }
 
     let cursor = cursors.advance(&snap.id);
     for i in order(snap.mode, &snap.members, &eligible, cursor, rand::random()) {
         let member = &snap.members[i];
+        // Eligible members have a person (filtered above).
+        let Some(person) = snap.people[i].clone() else {
+            continue;
+        };
         if let Some(limit) = member.daily_limit {
             let key = cap_key(&snap.id, &member.staff_id, &day);
             if cache.incr_capped(&key, limit as i64, Some(CAP_TTL)).await?.is_none() {
@@ -124,7 +128,6 @@ pub async fn pick(
             }
         }
         cache.set(&sticky, &member.staff_id, Some(STICKY_TTL)).await?;
-        let person = snap.people[i].clone().expect("eligible members exist");
         return Ok(Outcome::Member { person, sticky: false });
     }
 
@@ -143,10 +146,9 @@ async fn pick_group(
     if let Some(index) = earlier
         .and_then(|e| e.strip_prefix("group:"))
         .and_then(|i| i.parse::<usize>().ok())
+        && index < snap.groups.len()
     {
-        if index < snap.groups.len() {
-            return Ok(Outcome::Group { index, sticky: true });
-        }
+        return Ok(Outcome::Group { index, sticky: true });
     }
     for (index, group) in snap.groups.iter().enumerate() {
         let room = group.capacity.saturating_sub(group.count) as i64;

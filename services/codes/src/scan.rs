@@ -145,7 +145,7 @@ async fn answer_person(
             }
             Ok(None) => {}
             Err(err) => {
-                tracing::warn!(error = %format!("{err:#}"), code = %snap.code, "WeCom contact way unavailable; showing the card")
+                tracing::warn!(error = %format!("{err:#}"), code = %snap.code, "WeCom contact way unavailable; showing the card");
             }
         }
     }

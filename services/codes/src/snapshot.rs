@@ -111,7 +111,7 @@ impl SnapshotCache {
     /// The snapshot for a public code, `None` when no such code exists.
     pub async fn get(&self, store: &Store, code: &str) -> anyhow::Result<Option<Arc<Snapshot>>> {
         {
-            let mut entries = self.entries.lock().expect("snapshot lock");
+            let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(entry) = entries.get_mut(code) {
                 if entry.loaded.elapsed() >= TTL && !entry.refreshing {
                     entry.refreshing = true;
@@ -130,7 +130,7 @@ impl SnapshotCache {
         let entries = self.entries.clone();
         tokio::spawn(async move {
             let loaded = load(&store, &code).await;
-            let mut entries = entries.lock().expect("snapshot lock");
+            let mut entries = entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match loaded {
                 Ok(snap) => {
                     entries.insert(
@@ -153,7 +153,7 @@ impl SnapshotCache {
     }
 
     fn put(&self, code: &str, snap: Option<Arc<Snapshot>>) {
-        let mut entries = self.entries.lock().expect("snapshot lock");
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, e| e.loaded.elapsed() < TTL);
         }
@@ -168,7 +168,10 @@ impl SnapshotCache {
     }
 
     pub fn forget(&self, code: &str) {
-        self.entries.lock().expect("snapshot lock").remove(code);
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(code);
     }
 }
 

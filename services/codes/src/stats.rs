@@ -105,8 +105,7 @@ pub async fn stats(
     let local_midnight = Utc::now()
         .with_timezone(&tz)
         .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists");
+        .and_time(chrono::NaiveTime::MIN);
     let day_start = tz
         .from_local_datetime(&local_midnight)
         .earliest()

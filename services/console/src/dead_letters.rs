@@ -19,7 +19,7 @@ pub struct ListQuery {
 }
 
 /// A replay fails when the bus or the store is away: worth trying again later.
-fn unavailable(err: anyhow::Error) -> ApiError {
+fn unavailable(err: &anyhow::Error) -> ApiError {
     tracing::warn!(error = %format!("{err:#}"), "dead-letter replay failed");
     ApiError::Unavailable("could not replay now; the bus or the store is not reachable".into())
 }
@@ -74,7 +74,7 @@ pub async fn replay_one(infra: web::Data<Infra>, caller: Caller, id: web::Path<S
     }
     let replayed = deadletters::replay(&infra.store, &*infra.bus, scope, Some(&id))
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| unavailable(&e))?;
     Ok(HttpResponse::Ok().json(json!({"replayed": replayed})))
 }
 
@@ -95,6 +95,6 @@ pub async fn replay_queue(infra: web::Data<Infra>, caller: Caller, body: Json<Re
     };
     let replayed = deadletters::replay(&infra.store, &*infra.bus, scope, None)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| unavailable(&e))?;
     Ok(HttpResponse::Ok().json(json!({"replayed": replayed, "queue": queue})))
 }

@@ -90,10 +90,10 @@ pub async fn create_staff(
     if req.capacity.is_some_and(|c| !(0..=10_000).contains(&c)) {
         errors.push(FieldError::new("capacity", "between 0 and 10000"));
     }
-    if let Some(p) = &req.password {
-        if p.chars().count() < 8 {
-            errors.push(FieldError::new("password", "at least 8 characters"));
-        }
+    if let Some(p) = &req.password
+        && p.chars().count() < 8
+    {
+        errors.push(FieldError::new("password", "at least 8 characters"));
     }
     if req.working_hours.as_ref().is_some_and(|w| !w.is_object()) {
         errors.push(FieldError::new("working_hours", "an object of weekday → time windows"));
@@ -102,15 +102,15 @@ pub async fn create_staff(
     if timezone.is_empty() || timezone.len() > 64 {
         errors.push(FieldError::new("timezone", "an IANA time zone name"));
     }
-    if let Some(team_id) = &req.team_id {
-        if !crate::teams::exists(&infra, &caller.tenant_id, team_id).await? {
-            errors.push(FieldError::new("team_id", "no such team"));
-        }
+    if let Some(team_id) = &req.team_id
+        && !crate::teams::exists(&infra, &caller.tenant_id, team_id).await?
+    {
+        errors.push(FieldError::new("team_id", "no such team"));
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let email = email.expect("checked above");
+    let email = email.ok_or_else(|| ApiError::invalid("email", "required"))?;
     let password_hash = match req.password {
         Some(p) => Some(
             web::block(move || huoke_shared::auth::hash_password(&p))
@@ -206,7 +206,7 @@ pub async fn list_staff(
     caller.require_any(&[Role::Admin, Role::Manager])?;
     let page = query.parse()?;
     let rows = staff::list(&infra.store, &caller.tenant_id, page.after.as_deref(), page.limit).await?;
-    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    let views: Vec<_> = rows.iter().map(huoke_shared::repo::staff::StaffRow::view).collect();
     Ok(HttpResponse::Ok().json(Paged::from_rows(views, &page, |v| v.id.clone())))
 }
 

@@ -76,10 +76,10 @@ impl Effect for QualifyCaptures {
             .bind(value)
             .fetch_optional(&mut **tx)
             .await?;
-            if let Some(id) = found {
-                if !matches.contains(&id) {
-                    matches.push(id);
-                }
+            if let Some(id) = found
+                && !matches.contains(&id)
+            {
+                matches.push(id);
             }
         }
         matches.sort();

@@ -9,13 +9,13 @@ pub struct Pick {
 /// `eligible` are the active SDRs in a stable order; `cursor` is a counter that
 /// advances once per routed lead.
 pub fn pick_owner(owner_hint: Option<&str>, eligible: &[String], cursor: u64) -> Option<Pick> {
-    if let Some(hint) = owner_hint {
-        if eligible.iter().any(|s| s == hint) {
-            return Some(Pick {
-                staff_id: hint.to_string(),
-                reason: "owner_hint",
-            });
-        }
+    if let Some(hint) = owner_hint
+        && eligible.iter().any(|s| s == hint)
+    {
+        return Some(Pick {
+            staff_id: hint.to_string(),
+            reason: "owner_hint",
+        });
     }
     if eligible.is_empty() {
         return None;

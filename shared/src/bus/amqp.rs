@@ -81,10 +81,10 @@ impl AmqpBus {
 
     async fn connection(&self) -> anyhow::Result<Arc<Connection>> {
         let mut slot = self.inner.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if conn.status().connected() {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = slot.as_ref()
+            && conn.status().connected()
+        {
+            return Ok(conn.clone());
         }
         // Bounded: the lock is held meanwhile, and a stalled handshake must not
         // freeze every publisher and consumer behind it.
@@ -101,10 +101,10 @@ impl AmqpBus {
 
     async fn publisher(&self) -> anyhow::Result<Channel> {
         let mut slot = self.inner.publisher.lock().await;
-        if let Some(ch) = slot.as_ref() {
-            if ch.status().connected() {
-                return Ok(ch.clone());
-            }
+        if let Some(ch) = slot.as_ref()
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
         }
         let ch = self.connection().await?.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;

@@ -53,6 +53,10 @@ pub trait Message: Serialize + DeserializeOwned {
 }
 
 impl Envelope {
+    #[allow(
+        clippy::expect_used,
+        reason = "message types are plain structs with string keys; serialising them cannot fail"
+    )]
     pub fn new<M: Message>(tenant_id: &str, message: &M) -> Self {
         Envelope {
             id: new_id(),
@@ -308,6 +312,52 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(factor).min(Duration::from_secs(300))
 }
 
+/// Runs a handler on a batch in its own task so that a panic becomes a retry of
+/// the batch instead of killing the consumer loop.
+pub(crate) async fn run_batch(handler: &Arc<dyn Handler>, envelopes: Vec<Envelope>) -> Vec<Result<(), HandlerError>> {
+    let handler = handler.clone();
+    let started = std::time::Instant::now();
+    let n = envelopes.len();
+    let outcomes = match tokio::spawn(async move { handler.handle_batch(&envelopes).await }).await {
+        Ok(outcomes) if outcomes.len() == n => outcomes,
+        Ok(outcomes) => vec![
+            Err(HandlerError::Retry(format!(
+                "handler answered {} outcomes for {n} messages",
+                outcomes.len()
+            )));
+            n
+        ],
+        Err(join) => vec![Err(HandlerError::Retry(format!("handler panicked: {join}"))); n],
+    };
+    metrics::histogram!("huoke_bus_batch_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("huoke_bus_batch_size").record(n as f64);
+    outcomes
+}
+
+/// Runs the handler over the envelopes that decoded; an undecodable body is
+/// rejected (it can never succeed) without holding up the others.
+pub(crate) async fn handle_decoded(
+    handler: &Arc<dyn Handler>,
+    envelopes: &[Option<Envelope>],
+) -> Vec<Result<(), HandlerError>> {
+    let decoded: Vec<Envelope> = envelopes.iter().flatten().cloned().collect();
+    let mut outcomes = if decoded.is_empty() {
+        Vec::new()
+    } else {
+        run_batch(handler, decoded).await
+    }
+    .into_iter();
+    envelopes
+        .iter()
+        .map(|e| match e {
+            Some(_) => outcomes
+                .next()
+                .unwrap_or_else(|| Err(HandlerError::Retry("missing outcome".into()))),
+            None => Err(HandlerError::Reject("undecodable envelope".into())),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,50 +425,4 @@ mod tests {
         wrong.kind = "other".into();
         assert!(matches!(wrong.decode::<Ping>(), Err(HandlerError::Reject(_))));
     }
-}
-
-/// Runs a handler on a batch in its own task so that a panic becomes a retry of
-/// the batch instead of killing the consumer loop.
-pub(crate) async fn run_batch(handler: &Arc<dyn Handler>, envelopes: Vec<Envelope>) -> Vec<Result<(), HandlerError>> {
-    let handler = handler.clone();
-    let started = std::time::Instant::now();
-    let n = envelopes.len();
-    let outcomes = match tokio::spawn(async move { handler.handle_batch(&envelopes).await }).await {
-        Ok(outcomes) if outcomes.len() == n => outcomes,
-        Ok(outcomes) => vec![
-            Err(HandlerError::Retry(format!(
-                "handler answered {} outcomes for {n} messages",
-                outcomes.len()
-            )));
-            n
-        ],
-        Err(join) => vec![Err(HandlerError::Retry(format!("handler panicked: {join}"))); n],
-    };
-    metrics::histogram!("huoke_bus_batch_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("huoke_bus_batch_size").record(n as f64);
-    outcomes
-}
-
-/// Runs the handler over the envelopes that decoded; an undecodable body is
-/// rejected (it can never succeed) without holding up the others.
-pub(crate) async fn handle_decoded(
-    handler: &Arc<dyn Handler>,
-    envelopes: &[Option<Envelope>],
-) -> Vec<Result<(), HandlerError>> {
-    let decoded: Vec<Envelope> = envelopes.iter().flatten().cloned().collect();
-    let mut outcomes = if decoded.is_empty() {
-        Vec::new()
-    } else {
-        run_batch(handler, decoded).await
-    }
-    .into_iter();
-    envelopes
-        .iter()
-        .map(|e| match e {
-            Some(_) => outcomes
-                .next()
-                .unwrap_or_else(|| Err(HandlerError::Retry("missing outcome".into()))),
-            None => Err(HandlerError::Reject("undecodable envelope".into())),
-        })
-        .collect()
 }

@@ -40,7 +40,8 @@ impl SqlBus {
     fn wakeup(&self, queue: &str) -> Arc<Notify> {
         self.wakeups
             .lock()
-            .expect("wakeups lock")
+            // The map stays consistent whatever panicked while holding it.
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(queue.to_string())
             .or_default()
             .clone()

@@ -28,7 +28,7 @@ impl MemoryCache {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>, Instant) -> T) -> T {
-        let mut map = self.entries.lock().expect("cache lock");
+        let mut map = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         // Expired entries are swept now and then so the map cannot grow without bound.
         if map.len() > 10_000 && map.len().is_power_of_two() {

@@ -75,7 +75,7 @@ impl Cache for RedisCache {
         match ttl {
             Some(ttl) => {
                 conn.pset_ex::<_, _, ()>(self.key(key), value, ttl.as_millis().max(1) as u64)
-                    .await?
+                    .await?;
             }
             None => conn.set::<_, _, ()>(self.key(key), value).await?,
         }

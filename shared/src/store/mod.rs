@@ -40,11 +40,11 @@ impl Store {
         let pool = match backend {
             Backend::Postgres => options.max_connections(16).connect(url).await,
             Backend::Sqlite => {
-                if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(&dir)
-                            .with_context(|| format!("creating data directory {}", dir.display()))?;
-                    }
+                if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating data directory {}", dir.display()))?;
                 }
                 // The Any URL takes no pragmas, so they are set on every new connection.
                 // WAL lets readers run beside the writer; the busy timeout makes a second

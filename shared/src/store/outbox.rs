@@ -25,19 +25,17 @@ impl Outbox {
     /// Several events in one statement (a consumer's batch).
     pub async fn add_many(tx: &mut Tx, envelopes: &[Envelope]) -> sqlx::Result<()> {
         let now = now_ms();
-        let rows: Vec<Vec<Value>> = envelopes
-            .iter()
-            .map(|e| {
-                vec![
-                    Value::from(&e.id),
-                    Value::from(&e.tenant_id),
-                    Value::from(&e.kind),
-                    Value::from(serde_json::to_string(e).expect("envelopes serialise")),
-                    Value::from(0),
-                    Value::from(now),
-                ]
-            })
-            .collect();
+        let mut rows: Vec<Vec<Value>> = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            rows.push(vec![
+                Value::from(&e.id),
+                Value::from(&e.tenant_id),
+                Value::from(&e.kind),
+                Value::from(encode(e)?),
+                Value::from(0),
+                Value::from(now),
+            ]);
+        }
         bulk::insert(
             tx,
             "outbox",
@@ -51,7 +49,7 @@ impl Outbox {
 
     /// As `add`, delivered to consumers only after `delay` (timers such as SLAs).
     pub async fn add_delayed(tx: &mut Tx, envelope: &Envelope, delay: Duration) -> sqlx::Result<()> {
-        let body = serde_json::to_string(envelope).expect("envelopes serialise");
+        let body = encode(envelope)?;
         sqlx::query(
             "INSERT INTO outbox (id, tenant_id, topic, envelope, delay_ms, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -66,6 +64,10 @@ impl Outbox {
         .await?;
         Ok(())
     }
+}
+
+fn encode(envelope: &Envelope) -> sqlx::Result<String> {
+    serde_json::to_string(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 /// Moves outbox rows to the bus. Runs in every process that writes to the outbox;

@@ -67,7 +67,15 @@ pub struct Claims {
     pub roles: Vec<Role>,
     pub exp: i64,
     pub iat: i64,
+    /// Who issued the token: always [`ISSUER`].
+    pub iss: String,
+    /// Who it is for: always [`AUDIENCE`]. A token another system signed with a
+    /// shared key, for itself, is refused here.
+    pub aud: String,
 }
+
+pub const ISSUER: &str = "huoke";
+pub const AUDIENCE: &str = "huoke-api";
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -160,13 +168,17 @@ impl JwtKeys {
             roles: roles.iter().copied().collect(),
             iat: now,
             exp: now + ttl_secs,
+            iss: ISSUER.to_string(),
+            aud: AUDIENCE.to_string(),
         };
         Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, encoding)?)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(self.algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
         validation.leeway = 30;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
@@ -256,6 +268,42 @@ mod tests {
 
         let other = JwtKeys::from_config(&JwtConfig::Secret(b"another-secret-another-secret-xx".to_vec())).unwrap();
         assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn tokens_must_name_our_issuer_and_audience() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let keys = JwtKeys::from_config(&JwtConfig::Secret(secret.to_vec())).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let forge = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret).unwrap(),
+            )
+            .unwrap()
+        };
+        let base = serde_json::json!({"sub": "s1", "tid": "t1", "roles": ["admin"], "iat": now, "exp": now + 60});
+        let with = |extra: serde_json::Value| {
+            let mut c = base.clone();
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            forge(c)
+        };
+        // Same key, but no issuer or audience: signed by something else that shares the key.
+        assert!(keys.verify(&with(serde_json::json!({}))).is_err());
+        assert!(keys.verify(&with(serde_json::json!({"iss": "huoke"}))).is_err());
+        assert!(
+            keys.verify(&with(serde_json::json!({"iss": "other", "aud": AUDIENCE})))
+                .is_err()
+        );
+        assert!(
+            keys.verify(&with(serde_json::json!({"iss": ISSUER, "aud": "other-api"})))
+                .is_err()
+        );
+        assert!(
+            keys.verify(&with(serde_json::json!({"iss": ISSUER, "aud": AUDIENCE})))
+                .is_ok()
+        );
     }
 
     #[test]

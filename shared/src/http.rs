@@ -68,16 +68,20 @@ where
 {
     let mut body = web::BytesMut::new();
     let mut too_large = false;
+    // Everything read so far, kept or not: a chunked body has no length up front,
+    // so this is what stops an endless one.
+    let mut seen: usize = 0;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
             too_large = true;
+            body.clear();
         }
         if too_large {
-            if body.len() + chunk.len() > DRAIN_LIMIT {
+            if seen > DRAIN_LIMIT {
                 break;
             }
-            body.truncate(0);
             continue;
         }
         body.extend_from_slice(&chunk);
@@ -224,6 +228,21 @@ mod tests {
     #[allow(dead_code)]
     struct Inner {
         n: u32,
+    }
+
+    /// A chunked body has no Content-Length: the reader must stop on its own.
+    #[actix_web::test]
+    async fn an_endless_body_is_cut_off_after_the_drain_limit() {
+        let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let mut endless = futures_util::stream::repeat_with(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, actix_web::error::PayloadError>(web::Bytes::from(vec![b'x'; 64 * 1024]))
+        });
+        let outcome = read_limited(&mut endless, 1024).await;
+        assert!(matches!(outcome, Err(ApiError::PayloadTooLarge(1024))));
+        let read = pulled.load(std::sync::atomic::Ordering::SeqCst) * 64 * 1024;
+        assert!(read <= DRAIN_LIMIT + 64 * 1024, "read {read} bytes");
     }
 
     #[test]

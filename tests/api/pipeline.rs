@@ -483,3 +483,39 @@ async fn old_processed_markers_are_pruned_in_batches(backend: Backend) {
     assert_eq!(left, 200);
     store.close().await;
 }
+
+on_both_backends!(concurrent_accepts_record_one_acceptance);
+
+/// An SDR double-tapping "accept" (or a flaky network retrying): every answer says
+/// accepted, and the history and the event say it once.
+async fn concurrent_accepts_record_one_acceptance(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let capture = app
+        .post_lead(&admin, json!({"email": "tap@example.com", "channel": "api"}))
+        .await;
+    let lead = app
+        .wait_for_assigned_lead(&admin, &capture, Duration::from_secs(10))
+        .await;
+    let owner = lead["owner_id"].as_str().unwrap();
+    let ids = app.staff_ids(&admin).await;
+    let email = ids.iter().find(|(_, id)| id.as_str() == owner).unwrap().0.clone();
+    let sdr = app.login("demo", &email, PASSWORD).await;
+    let path = format!("/v1/assignments/{}/accept", lead["assignment"]["id"].as_str().unwrap());
+    let empty = json!({});
+    let taps: Vec<_> = (0..8).map(|_| app.post(&sdr, &path, &empty)).collect();
+    for (status, body) in futures_util::future::join_all(taps).await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["state"], "accepted");
+    }
+    let store = &app.app.infra().store;
+    let accepted: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM lead_history WHERE lead_id = $1 AND kind = 'accepted'")
+            .bind(lead["id"].as_str().unwrap())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    // The event is written in the same guarded transaction as this history row.
+    assert_eq!(accepted, 1);
+    app.stop().await;
+}

@@ -103,14 +103,33 @@ pub async fn accept(infra: web::Data<Infra>, caller: Caller, id: web::Path<Strin
         }
     }
     let now = now_ms();
-    sqlx::query(
-        "UPDATE inbox_items SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND assignment_id = $3",
+    // Guarded: of concurrent accepts only the first changes anything (PostgreSQL
+    // re-checks the condition once the other commits), so the history and the event
+    // are written once.
+    let won = sqlx::query(
+        "UPDATE inbox_items SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND assignment_id = $3 AND state = 'offered'",
     )
     .bind(now)
     .bind(tenant)
     .bind(id.as_str())
     .execute(&mut *tx)
     .await?;
+    if won.rows_affected() == 0 {
+        drop(tx);
+        let accepted_at: Option<i64> = sqlx::query_scalar(
+            "SELECT updated_at FROM inbox_items WHERE tenant_id = $1 AND assignment_id = $2 AND state = 'accepted'",
+        )
+        .bind(tenant)
+        .bind(id.as_str())
+        .fetch_optional(infra.store.pool())
+        .await?;
+        return match accepted_at {
+            Some(at) => Ok(HttpResponse::Ok().json(
+                json!({"assignment_id": id.as_str(), "lead_id": lead_id, "state": "accepted", "accepted_at": rfc3339(at)}),
+            )),
+            None => Err(ApiError::Conflict("the assignment changed meanwhile; read it again".into())),
+        };
+    }
     sqlx::query("UPDATE assignments SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND state = 'offered'")
         .bind(now)
         .bind(tenant)

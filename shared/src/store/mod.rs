@@ -55,7 +55,10 @@ impl Store {
                         Box::pin(async move {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // FULL: a commit is on disk before it returns, so a 202
+                            // (capture and outbox row committed) survives a power cut,
+                            // not only a crash of the process.
+                            conn.execute("PRAGMA synchronous = FULL").await?;
                             Ok(())
                         })
                     })
@@ -137,6 +140,25 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sqlite_commits_reach_the_disk_before_they_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()))
+            .await
+            .unwrap();
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(level, 2, "synchronous = FULL");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        store.close().await;
+    }
 
     #[test]
     fn urls_are_redacted() {

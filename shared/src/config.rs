@@ -80,6 +80,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Scans per second one client address may make, per process.
     pub scan_rate_per_ip: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (`HUOKE_TRUSTED_PROXIES`); none by default.
+    pub trusted_proxies: Vec<crate::proxies::Cidr>,
 }
 
 impl Settings {
@@ -196,6 +198,8 @@ impl Settings {
             },
             max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
             scan_rate_per_ip: number(&get, "HUOKE_SCAN_RATE_PER_IP", 2_000)?,
+            trusted_proxies: crate::proxies::parse_list(&get("HUOKE_TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| bad("HUOKE_TRUSTED_PROXIES", e))?,
         })
     }
 
@@ -285,6 +289,8 @@ mod tests {
         assert!(e.to_string().contains("HUOKE_LISTEN"));
         let e = Settings::from_map(&env(&[("HUOKE_SLA_MINUTES", "soon")])).unwrap_err();
         assert_eq!(e.var, "HUOKE_SLA_MINUTES");
+        let e = Settings::from_map(&env(&[("HUOKE_TRUSTED_PROXIES", "10.0.0.0/99")])).unwrap_err();
+        assert_eq!(e.var, "HUOKE_TRUSTED_PROXIES");
         let e = Settings::from_map(&env(&[("HUOKE_BUS_BATCH", "0")])).unwrap_err();
         assert_eq!(e.var, "HUOKE_BUS_BATCH");
         let e = Settings::from_map(&env(&[("AMQP_URL", "http://x")])).unwrap_err();

@@ -20,6 +20,7 @@ pub mod http;
 pub mod infra;
 pub mod messages;
 pub mod paging;
+pub mod proxies;
 pub mod ratelimit;
 pub mod repo;
 pub mod service;

@@ -87,23 +87,13 @@ impl Client {
 /// The client address for rate limiting: the first `X-Forwarded-For` hop when the
 /// peer is a trusted proxy (loopback or private network), else the peer itself.
 pub fn client_ip(req: &HttpRequest) -> String {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let trusted = peer.is_some_and(|ip| match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        std::net::IpAddr::V6(v6) => v6.is_loopback(),
-    });
-    if trusted
-        && let Some(first) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-    {
-        return first.to_string();
-    }
-    peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+    let trusted = req
+        .app_data::<actix_web::web::Data<crate::Infra>>()
+        .map(|infra| infra.settings.trusted_proxies.as_slice())
+        .unwrap_or_default();
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::proxies::client_address(req.peer_addr().map(|a| a.ip()), forwarded, trusted)
+        .map_or_else(|| "unknown".into(), |ip| ip.to_string())
 }
 
 #[cfg(test)]

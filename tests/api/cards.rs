@@ -32,14 +32,14 @@ async fn put_card(app: &TestApp, token: &str, staff_id: &str, body: &Value) -> (
 }
 
 /// Creates (or replaces) a card and returns its slug.
-async fn card_for(app: &TestApp, token: &str, staff_id: &str, body: Value) -> String {
+pub(crate) async fn card_for(app: &TestApp, token: &str, staff_id: &str, body: Value) -> String {
     let (status, answer) = put_card(app, token, staff_id, &body).await;
     assert!(status == 201 || status == 200, "{status}: {answer}");
     answer["slug"].as_str().unwrap().to_string()
 }
 
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub status: u16,
     content_type: String,
     /// The visitor cookie (`hk_v=…`) the server set, if any.
     cookie: Option<String>,
@@ -100,7 +100,13 @@ fn form_body(fields: &[(&str, &str)]) -> String {
 
 /// Posts the card form from client address `ip` (the test server trusts
 /// `X-Forwarded-For` from loopback, so each scenario has its own rate-limit bucket).
-async fn post_form(app: &TestApp, slug: &str, ip: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Page {
+pub(crate) async fn post_form(
+    app: &TestApp,
+    slug: &str,
+    ip: &str,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Page {
     let mut request = app
         .client
         .post(app.url(&format!("/c/{slug}/leads")))

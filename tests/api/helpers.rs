@@ -71,6 +71,8 @@ impl Environment {
             ("HUOKE_LISTEN".into(), "127.0.0.1:0".into()),
             ("HUOKE_DATA_DIR".into(), dir.path().display().to_string()),
             ("HUOKE_HTTP_WORKERS".into(), "2".into()),
+            // The tests play the ingress: they say who the client is.
+            ("HUOKE_TRUSTED_PROXIES".into(), "127.0.0.1".into()),
         ]);
         if backend == Backend::Services {
             let admin_url = std::env::var("DATABASE_URL").unwrap();

@@ -20,5 +20,6 @@ mod lead_flow;
 mod ops;
 mod pipeline;
 mod proxy;
+mod security;
 mod staff_and_auth;
 mod tenancy;

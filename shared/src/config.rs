@@ -80,6 +80,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Scans per second one client address may make, per process.
     pub scan_rate_per_ip: u32,
+    /// Hosts a tenant's WeCom `api_base` may name beyond public HTTPS ones
+    /// (`HUOKE_WECOM_ALLOWED_HOSTS`: private test servers).
+    pub wecom_allowed_hosts: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (`HUOKE_TRUSTED_PROXIES`); none by default.
     pub trusted_proxies: Vec<crate::proxies::Cidr>,
 }
@@ -198,6 +201,12 @@ impl Settings {
             },
             max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
             scan_rate_per_ip: number(&get, "HUOKE_SCAN_RATE_PER_IP", 2_000)?,
+            wecom_allowed_hosts: get("HUOKE_WECOM_ALLOWED_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             trusted_proxies: crate::proxies::parse_list(&get("HUOKE_TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| bad("HUOKE_TRUSTED_PROXIES", e))?,
         })

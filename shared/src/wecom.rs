@@ -26,6 +26,56 @@ pub struct WecomSettings {
     pub updated_at: i64,
 }
 
+/// Whether we may call `base` with a tenant's corp secret. WeCom's own base always;
+/// otherwise HTTPS to a public host, or any scheme to a host an operator listed in
+/// `HUOKE_WECOM_ALLOWED_HOSTS` (a private test server). This keeps an admin from
+/// pointing anonymous scans at internal services (server-side request forgery) or
+/// sending the secret in clear text.
+pub fn check_api_base(base: &str, allowed_hosts: &[String]) -> Result<(), String> {
+    if base.trim_end_matches('/') == DEFAULT_API_BASE {
+        return Ok(());
+    }
+    let url = reqwest::Url::parse(base).map_err(|_| "not a URL".to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    let host = url.host_str().ok_or("needs a host")?.to_ascii_lowercase();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(bare)) {
+        return match url.scheme() {
+            "http" | "https" => Ok(()),
+            _ => Err("must be an http(s) URL".into()),
+        };
+    }
+    if url.scheme() != "https" {
+        return Err("must be an https:// URL".into());
+    }
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        let internal = match ip {
+            std::net::IpAddr::V4(v4) => {
+                v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+            }
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        };
+        if internal {
+            return Err("must not point at an internal address".into());
+        }
+    }
+    if bare == "localhost" || bare.ends_with(".localhost") || bare.ends_with(".internal") || bare.ends_with(".local") {
+        return Err("must not point at an internal host".into());
+    }
+    Ok(())
+}
+
+/// How long a tenant's WeCom failure keeps us from calling again (scans are
+/// anonymous: without this every scan would retry a broken integration).
+const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+
 impl WecomSettings {
     pub fn base(&self) -> &str {
         self.api_base
@@ -84,6 +134,7 @@ pub struct ContactWay {
 
 #[derive(Clone)]
 pub struct WecomClient {
+    allowed_hosts: Vec<String>,
     http: reqwest::Client,
 }
 
@@ -94,17 +145,21 @@ impl Default for WecomClient {
 }
 
 impl WecomClient {
+    pub fn new() -> Self {
+        Self::with_allowed_hosts(Vec::new())
+    }
+
     #[allow(
         clippy::expect_used,
         reason = "building a client without custom certificates only fails when TLS cannot start at all"
     )]
-    pub fn new() -> Self {
+    pub fn with_allowed_hosts(allowed_hosts: Vec<String>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client");
-        WecomClient { http }
+        WecomClient { http, allowed_hosts }
     }
 
     fn token_key(s: &WecomSettings) -> String {
@@ -116,15 +171,19 @@ impl WecomClient {
         if !fresh && let Some(token) = cache.get(&key).await? {
             return Ok(token);
         }
+        check_api_base(s.base(), &self.allowed_hosts).map_err(|e| anyhow!("WeCom api_base refused: {e}"))?;
         let answer: TokenAnswer = self
             .http
             .get(format!("{}/cgi-bin/gettoken", s.base()))
             .query(&[("corpid", s.corp_id.as_str()), ("corpsecret", s.secret.as_str())])
             .send()
             .await
+            // Errors carry the URL, and with it `corpsecret`: never let it reach a log.
+            .map_err(reqwest::Error::without_url)
             .context("calling WeCom gettoken")?
             .json()
             .await
+            .map_err(reqwest::Error::without_url)
             .context("reading WeCom gettoken")?;
         match (answer.errcode.unwrap_or(0), answer.access_token) {
             (0, Some(token)) => {
@@ -146,6 +205,7 @@ impl WecomClient {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
+        check_api_base(s.base(), &self.allowed_hosts).map_err(|e| anyhow!("WeCom api_base refused: {e}"))?;
         let mut fresh = false;
         loop {
             let token = self.access_token(cache, s, fresh).await?;
@@ -156,9 +216,11 @@ impl WecomClient {
                 .json(body)
                 .send()
                 .await
+                .map_err(reqwest::Error::without_url)
                 .with_context(|| format!("calling WeCom {path}"))?
                 .json()
                 .await
+                .map_err(reqwest::Error::without_url)
                 .with_context(|| format!("reading WeCom {path}"))?;
             let code = answer["errcode"].as_i64().unwrap_or(0);
             if code == 0 {
@@ -185,10 +247,21 @@ impl WecomClient {
         userid: &str,
         state: &str,
     ) -> anyhow::Result<ContactWay> {
+        let down = format!("wecom:down:{}", s.tenant_id);
+        if cache.get(&down).await?.is_some() {
+            bail!("WeCom failed for this tenant less than {FAILURE_BACKOFF:?} ago; not calling it yet");
+        }
         let body = json!({"type": 1, "scene": 2, "skip_verify": true, "state": state, "user": [userid]});
-        let answer = self
+        let answer = match self
             .post(cache, s, "/cgi-bin/externalcontact/add_contact_way", &body)
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            Err(err) => {
+                let _ = cache.set(&down, "1", Some(FAILURE_BACKOFF)).await;
+                return Err(err);
+            }
+        };
         match (answer["config_id"].as_str(), answer["qr_code"].as_str()) {
             (Some(config_id), Some(qr_code)) => Ok(ContactWay {
                 config_id: config_id.into(),
@@ -196,5 +269,67 @@ impl WecomClient {
             }),
             _ => bail!("WeCom add_contact_way answered without config_id/qr_code"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_base_must_be_public_https_unless_allowed() {
+        let none: Vec<String> = Vec::new();
+        assert!(check_api_base(DEFAULT_API_BASE, &none).is_ok());
+        assert!(check_api_base("https://wecom-proxy.example.com/", &none).is_ok());
+        for bad in [
+            "http://qyapi.weixin.qq.com",
+            "http://169.254.169.254",
+            "https://169.254.169.254/latest",
+            "https://10.1.2.3",
+            "https://127.0.0.1:8443",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://localhost/",
+            "https://user:pw@example.com/",
+            "ftp://example.com",
+            "not a url",
+        ] {
+            assert!(check_api_base(bad, &none).is_err(), "{bad} accepted");
+        }
+        let allowed = vec!["127.0.0.1".to_string()];
+        assert!(check_api_base("http://127.0.0.1:9999", &allowed).is_ok());
+        assert!(check_api_base("http://127.0.0.2:9999", &allowed).is_err());
+    }
+
+    #[tokio::test]
+    async fn failed_calls_never_log_the_secret() {
+        let client = WecomClient::with_allowed_hosts(vec!["127.0.0.1".into()]);
+        let cache = crate::cache::MemoryCache::new();
+        let settings = WecomSettings {
+            tenant_id: "t1".into(),
+            corp_id: "ww-corp".into(),
+            secret: "TOP-SECRET-VALUE".into(),
+            agent_id: None,
+            callback_token: "x".into(),
+            encoding_aes_key: "y".into(),
+            // Nothing listens on port 1.
+            api_base: Some("http://127.0.0.1:1".into()),
+            updated_at: 0,
+        };
+        let err = client
+            .add_contact_way(&cache, &settings, "zhangsan", "state")
+            .await
+            .unwrap_err();
+        let text = format!("{err:#} {err:?}");
+        assert!(
+            !text.contains("TOP-SECRET-VALUE") && !text.contains("corpsecret"),
+            "{text}"
+        );
+        // The failure is remembered: the next scan does not call again.
+        let again = client
+            .add_contact_way(&cache, &settings, "zhangsan", "state")
+            .await
+            .unwrap_err();
+        assert!(again.to_string().contains("not calling it yet"), "{again}");
     }
 }

@@ -73,6 +73,8 @@ impl Environment {
             ("HUOKE_HTTP_WORKERS".into(), "2".into()),
             // The tests play the ingress: they say who the client is.
             ("HUOKE_TRUSTED_PROXIES".into(), "127.0.0.1".into()),
+            // The fake WeCom servers (wiremock) listen on loopback, over plain HTTP.
+            ("HUOKE_WECOM_ALLOWED_HOSTS".into(), "127.0.0.1".into()),
         ]);
         if backend == Backend::Services {
             let admin_url = std::env::var("DATABASE_URL").unwrap();

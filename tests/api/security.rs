@@ -43,3 +43,40 @@ async fn rotating_forwarded_for_does_not_dodge_rate_limits(backend: Backend) {
     assert_eq!(limited.status, 429, "a fresh X-Forwarded-For is not a fresh client");
     app.stop().await;
 }
+
+on_both_backends!(wecom_api_base_must_be_public_https);
+
+/// Scans are anonymous and call WeCom with the tenant's secret: the API base can
+/// not point at internal services, nor send the secret over plain HTTP.
+async fn wecom_api_base_must_be_public_https(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let settings = |base: &str| {
+        json!({
+            "corp_id": "ww-corp", "secret": "s3cret", "callback_token": "QDG6eK",
+            "encoding_aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "api_base": base,
+        })
+    };
+    for bad in [
+        "http://169.254.169.254/latest/meta-data",
+        "https://10.0.0.8",
+        "http://qyapi.weixin.qq.com",
+        "https://localhost:8443",
+    ] {
+        let (status, body) = app
+            .send(reqwest::Method::PUT, &admin, "/v1/integrations/wecom", &settings(bad))
+            .await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert_eq!(body["errors"][0]["field"], "api_base");
+    }
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &admin,
+            "/v1/integrations/wecom",
+            &settings("https://qyapi.weixin.qq.com"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}

@@ -45,9 +45,9 @@ pub async fn put(infra: web::Data<Infra>, caller: Caller, body: Json<WecomInput>
         errors.push(FieldError::new("encoding_aes_key", "43 base64 characters"));
     }
     if let Some(base) = &i.api_base
-        && !(base.starts_with("https://") || base.starts_with("http://"))
+        && let Err(why) = wecom::check_api_base(base.trim(), &infra.settings.wecom_allowed_hosts)
     {
-        errors.push(FieldError::new("api_base", "an http(s) URL"));
+        errors.push(FieldError::new("api_base", why));
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));

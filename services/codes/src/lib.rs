@@ -43,7 +43,7 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
         snapshots: Default::default(),
         cursors: Default::default(),
         recorder,
-        wecom: WecomClient::new(),
+        wecom: WecomClient::with_allowed_hosts(infra.settings.wecom_allowed_hosts.clone()),
         flood: flood::FloodGuard::new(infra.settings.scan_rate_per_ip),
     });
     let routes: Routes = Arc::new(move |cfg: &mut web::ServiceConfig| {

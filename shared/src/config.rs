@@ -83,6 +83,11 @@ pub struct Settings {
     /// Hosts a tenant's WeCom `api_base` may name beyond public HTTPS ones
     /// (`HUOKE_WECOM_ALLOWED_HOSTS`: private test servers).
     pub wecom_allowed_hosts: Vec<String>,
+    /// Sign-in attempts per client address and minute.
+    pub login_attempts_per_ip: i64,
+    /// Sign-in attempts per account (tenant + e-mail) per `login_window`.
+    pub login_attempts_per_account: i64,
+    pub login_window: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (`HUOKE_TRUSTED_PROXIES`); none by default.
     pub trusted_proxies: Vec<crate::proxies::Cidr>,
 }
@@ -201,6 +206,9 @@ impl Settings {
             },
             max_body_bytes: number(&get, "HUOKE_MAX_BODY_BYTES", 256 * 1024)?,
             scan_rate_per_ip: number(&get, "HUOKE_SCAN_RATE_PER_IP", 2_000)?,
+            login_attempts_per_ip: positive(&get, "HUOKE_LOGIN_ATTEMPTS_PER_IP", 30)?,
+            login_attempts_per_account: positive(&get, "HUOKE_LOGIN_ATTEMPTS_PER_ACCOUNT", 10)?,
+            login_window: Duration::from_secs(positive(&get, "HUOKE_LOGIN_WINDOW_SECS", 900)?),
             wecom_allowed_hosts: get("HUOKE_WECOM_ALLOWED_HOSTS")
                 .unwrap_or_default()
                 .split(',')

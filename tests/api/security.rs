@@ -6,7 +6,7 @@ use huoke::all_services;
 use serde_json::json;
 
 use crate::cards::{card_for, post_form};
-use crate::helpers::{Backend, Environment, TestApp};
+use crate::helpers::{Backend, Environment, PASSWORD, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(rotating_forwarded_for_does_not_dodge_rate_limits);
@@ -78,5 +78,76 @@ async fn wecom_api_base_must_be_public_https(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
+
+on_both_backends!(sign_in_attempts_are_limited_and_failures_look_alike);
+
+async fn sign_in(app: &TestApp, tenant: &str, email: &str, password: &str) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    let resp = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"tenant": tenant, "email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), started.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Guessing is slowed per account and per address, and a wrong e-mail cannot be
+/// told from a wrong password by how long the answer takes.
+async fn sign_in_attempts_are_limited_and_failures_look_alike(backend: Backend) {
+    let mut env = Environment::new(backend).await;
+    env.vars.insert("HUOKE_LOGIN_WINDOW_SECS".into(), "60".into());
+    let app = TestApp::start(&env, all_services()).await;
+    let into_window = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 60_000;
+    if into_window > 40_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_window + 100) as u64)).await;
+    }
+    let admin = "admin@demo.local";
+
+    // Failures take as long whatever failed (both pay for one argon2 check).
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        let (status, took) = sign_in(&app, "demo", &format!("ghost{i}@demo.local"), "whatever-1").await;
+        assert_eq!(status, 401);
+        unknown.push(took);
+        let (status, took) = sign_in(&app, "demo", admin, "wrong-password").await;
+        assert_eq!(status, 401);
+        wrong.push(took);
+    }
+    let (unknown, wrong) = (median(unknown), median(wrong));
+    assert!(
+        unknown * 2 >= wrong,
+        "an unknown e-mail answered in {unknown:?}, a wrong password in {wrong:?}"
+    );
+
+    // Ten attempts per account and window, right or wrong: the eleventh is refused
+    // even with the right password.
+    for _ in 3..10 {
+        assert_eq!(sign_in(&app, "demo", admin, "wrong-password").await.0, 401);
+    }
+    assert_eq!(sign_in(&app, "demo", admin, PASSWORD).await.0, 429);
+
+    // Thirty per address and minute, whatever account they aim at.
+    for i in 0..16 {
+        assert_eq!(
+            sign_in(&app, "demo", &format!("spray{i}@demo.local"), "x-password")
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(sign_in(&app, "demo", "sdr1@demo.local", PASSWORD).await.0, 429);
     app.stop().await;
 }

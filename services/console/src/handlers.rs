@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use actix_web::{HttpResponse, web};
-use huoke_shared::auth::{Caller, Role, verify_password};
+use huoke_shared::auth::{Caller, Role};
 use huoke_shared::contact::Email;
 use huoke_shared::error::FieldError;
 use huoke_shared::http::Json;
@@ -10,39 +10,6 @@ use huoke_shared::repo::{staff, tenants};
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde::Deserialize;
 use serde_json::json;
-
-#[derive(Deserialize)]
-pub struct TokenRequest {
-    tenant: String,
-    email: String,
-    password: String,
-}
-
-/// One answer for every failed sign-in, so the endpoint does not reveal which
-/// tenants or e-mail addresses exist.
-fn bad_credentials() -> ApiError {
-    ApiError::Unauthorized("tenant, e-mail or password is wrong".into())
-}
-
-pub async fn issue_token(infra: web::Data<Infra>, body: Json<TokenRequest>) -> ApiResult<HttpResponse> {
-    let req = body.0;
-    let tenant = tenants::by_slug(&infra.store, req.tenant.trim())
-        .await?
-        .ok_or_else(bad_credentials)?;
-    let member = staff::by_email(&infra.store, &tenant.id, &req.email).await?;
-    let member = member.filter(|m| m.active != 0).ok_or_else(bad_credentials)?;
-    let hash = member.password_hash.clone().ok_or_else(bad_credentials)?;
-    // argon2 is deliberately slow: keep it off the async worker.
-    let ok = web::block(move || verify_password(&req.password, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("password check: {e}")))?;
-    if !ok {
-        return Err(bad_credentials());
-    }
-    let ttl = infra.settings.token_ttl.as_secs() as i64;
-    let token = infra.jwt.issue(&member.id, &tenant.id, &member.roles(), ttl)?;
-    Ok(HttpResponse::Ok().json(json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
-}
 
 #[derive(Deserialize)]
 pub struct NewStaffRequest {

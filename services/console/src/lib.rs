@@ -4,6 +4,7 @@
 mod campaigns;
 mod dead_letters;
 mod handlers;
+mod signin;
 mod teams;
 
 use actix_web::web;
@@ -19,7 +20,7 @@ pub fn service() -> ServiceDef {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(handlers::landing))
-        .route("/v1/auth/token", web::post().to(handlers::issue_token))
+        .route("/v1/auth/token", web::post().to(signin::issue_token))
         .route("/v1/staff", web::post().to(handlers::create_staff))
         .route("/v1/staff", web::get().to(handlers::list_staff))
         .route("/v1/staff/{id}", web::get().to(handlers::get_staff))

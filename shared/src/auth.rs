@@ -3,7 +3,8 @@
 //! role checks, and argon2 password hashing.
 
 use std::collections::BTreeSet;
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use argon2::Argon2;
@@ -188,17 +189,35 @@ impl JwtKeys {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(caller_of(req))
+        let verified = claims_of(req);
+        let infra = req.app_data::<web::Data<Infra>>().cloned();
+        Box::pin(async move {
+            let (claims, infra) = (verified?, infra.ok_or_else(no_infra)?);
+            // Switched off since the token was issued: refused at once.
+            let standing = crate::revocation::standing(&*infra.cache, &infra.store, &claims.tid, &claims.sub).await?;
+            if !standing.is_some_and(|s| s.accepts(claims.iat)) {
+                return Err(ApiError::Unauthorized(
+                    "this token has been revoked; sign in again".into(),
+                ));
+            }
+            Ok(Caller {
+                staff_id: claims.sub,
+                tenant_id: claims.tid,
+                roles: claims.roles.into_iter().collect(),
+            })
+        })
     }
 }
 
-fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let infra = req
-        .app_data::<web::Data<Infra>>()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("Infra missing from app data")))?;
+fn no_infra() -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("Infra missing from app data"))
+}
+
+fn claims_of(req: &HttpRequest) -> Result<Claims, ApiError> {
+    let infra = req.app_data::<web::Data<Infra>>().ok_or_else(no_infra)?;
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -209,12 +228,7 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <token>".into()))?;
-    let claims = infra.jwt.verify(token)?;
-    Ok(Caller {
-        staff_id: claims.sub,
-        tenant_id: claims.tid,
-        roles: claims.roles.into_iter().collect(),
-    })
+    infra.jwt.verify(token)
 }
 
 /// Hashes a password with argon2id and a random salt (PHC string).

@@ -23,6 +23,7 @@ pub mod paging;
 pub mod proxies;
 pub mod ratelimit;
 pub mod repo;
+pub mod revocation;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -151,3 +151,33 @@ async fn sign_in_attempts_are_limited_and_failures_look_alike(backend: Backend) 
     assert_eq!(sign_in(&app, "demo", "sdr1@demo.local", PASSWORD).await.0, 429);
     app.stop().await;
 }
+
+on_both_backends!(switching_someone_off_revokes_their_tokens_at_once);
+
+/// A token lives for hours; switching its holder off ends it now, and switching
+/// them on again does not bring the old token back.
+async fn switching_someone_off_revokes_their_tokens_at_once(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let sdr2_id = &ids["sdr2@demo.local"];
+    let sdr2 = app.login("demo", "sdr2@demo.local", PASSWORD).await;
+    assert_eq!(app.get(&sdr2, "/v1/me").await.0, 200);
+
+    let path = format!("/v1/staff/{sdr2_id}");
+    let (on, off) = (json!({"active": true}), json!({"active": false}));
+    assert_eq!(app.send(reqwest::Method::PATCH, &admin, &path, &off).await.0, 200);
+    assert_eq!(app.get(&sdr2, "/v1/me").await.0, 401);
+    assert_eq!(app.get(&sdr2, "/v1/inbox").await.0, 401);
+    assert_eq!(sign_in(&app, "demo", "sdr2@demo.local", PASSWORD).await.0, 401);
+
+    assert_eq!(app.send(reqwest::Method::PATCH, &admin, &path, &on).await.0, 200);
+    assert_eq!(app.get(&sdr2, "/v1/me").await.0, 401, "the old token stays revoked");
+    // Revocation is kept per second: a new token from a later second works.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = app.login("demo", "sdr2@demo.local", PASSWORD).await;
+    assert_eq!(app.get(&again, "/v1/me").await.0, 200);
+    // Others are untouched.
+    assert_eq!(app.get(&admin, "/v1/me").await.0, 200);
+    app.stop().await;
+}

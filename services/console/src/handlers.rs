@@ -146,12 +146,23 @@ pub async fn update_staff(
     {
         return Err(ApiError::invalid("wecom_userid", "1–64 characters"));
     }
+    let active = c.active.map_or(current.active, i64::from);
+    // Switching someone off revokes every token they hold, at once.
+    let switched_off = current.active != 0 && active == 0;
     let mut tx = infra.store.begin().await?;
+    if switched_off {
+        sqlx::query("UPDATE staff SET tokens_revoked_at = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(huoke_shared::clock::now_ms() / 1000)
+            .bind(&caller.tenant_id)
+            .bind(&current.id)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query(
         "UPDATE staff SET name = $1, active = $2, capacity = $3, wecom_userid = $4 WHERE tenant_id = $5 AND id = $6",
     )
     .bind(&name)
-    .bind(c.active.map(|a| a as i64).unwrap_or(current.active))
+    .bind(active)
     .bind(c.capacity.or(current.capacity))
     .bind(c.wecom_userid.or(current.wecom_userid.clone()))
     .bind(&caller.tenant_id)
@@ -159,6 +170,11 @@ pub async fn update_staff(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // Read back from the store, then written through to the cache every replica reads.
+    if let Some(s) = huoke_shared::revocation::standing_from_store(&infra.store, &caller.tenant_id, &current.id).await?
+    {
+        huoke_shared::revocation::remember(&*infra.cache, &current.id, s).await;
+    }
     let row = staff::by_id(&infra.store, &caller.tenant_id, &current.id)
         .await?
         .ok_or_else(|| ApiError::not_found("staff member"))?;

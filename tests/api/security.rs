@@ -181,3 +181,108 @@ async fn switching_someone_off_revokes_their_tokens_at_once(backend: Backend) {
     assert_eq!(app.get(&admin, "/v1/me").await.0, 200);
     app.stop().await;
 }
+
+on_both_backends!(a_logo_that_claims_a_huge_image_is_refused_from_its_header);
+
+/// CRC-32 (IEEE) of PNG chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out
+}
+
+/// A few hundred bytes that say "30000 × 30000 pixels": decoding it first would
+/// reserve most of a gigabyte.
+fn png_bomb() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = 30_000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&30_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit greyscale
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+async fn a_logo_that_claims_a_huge_image_is_refused_from_its_header(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let code = crate::codes::create_code(
+        &app,
+        &admin,
+        json!({"name": "bomb", "members": [{"staff_id": ids["sdr1@demo.local"]}]}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/live-codes/{}/logo", code["id"].as_str().unwrap())))
+        .bearer_auth(&admin)
+        .header("content-type", "image/png")
+        .body(png_bomb())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let problem: serde_json::Value = resp.json().await.unwrap();
+    assert!(problem.to_string().contains("2048"), "refused for its size: {problem}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
+
+on_both_backends!(a_campaign_zip_is_bounded);
+
+/// Seventeen codes at 4,096 pixels would be ~285 M pixels rendered into memory at
+/// once: refused with a way out; the same codes at a normal size are served.
+async fn a_campaign_zip_is_bounded(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let (_, campaign) = app.post(&admin, "/v1/campaigns", &json!({"name": "Big expo"})).await;
+    for i in 0..17 {
+        crate::codes::create_code(
+            &app,
+            &admin,
+            json!({"name": format!("booth {i}"), "campaign_id": campaign["id"], "members": [{"staff_id": ids["sdr1@demo.local"]}]}),
+        )
+        .await;
+    }
+    let zip = |size: u32| {
+        app.client
+            .get(app.url(&format!(
+                "/v1/campaigns/{}/qr.zip?size={size}",
+                campaign["id"].as_str().unwrap()
+            )))
+            .bearer_auth(&admin)
+            .send()
+    };
+    let refused = zip(4096).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "size", "{problem}");
+    assert_eq!(zip(256).await.unwrap().status(), 200);
+    app.stop().await;
+}

@@ -233,6 +233,7 @@ pub async fn image(
     let (content_type, body) = if format == "svg" {
         ("image/svg+xml", svg(&url, &style, logo.as_deref())?.into_bytes())
     } else {
+        let _slot = render_slot().await?;
         let bytes = web::block(move || -> anyhow::Result<Vec<u8>> {
             let decoded = logo.map(|b64| decode_logo(&b64)).transpose()?;
             png(&url, &style, decoded.as_ref())
@@ -250,11 +251,49 @@ pub async fn image(
 }
 
 const MAX_LOGO_BYTES: usize = 200 * 1024;
+const MAX_LOGO_SIDE: u32 = 2048;
+
+/// Images rendered at once per process: a 4096-pixel code or a campaign's zip is
+/// CPU and memory for seconds; beyond this, requests wait (then get a 503).
+static RENDERING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Codes in one campaign zip, and the pixels all its images may add up to.
+const MAX_ZIP_CODES: usize = 1000;
+const MAX_ZIP_PIXELS: u64 = 1 << 28;
+
+async fn render_slot() -> ApiResult<tokio::sync::SemaphorePermit<'static>> {
+    let busy = || ApiError::Unavailable("busy rendering other images; try again shortly".into());
+    tokio::time::timeout(std::time::Duration::from_secs(10), RENDERING.acquire())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())
+}
+
+/// A PNG's size as its header states it — read before anything is decoded, so a
+/// small file that claims a huge image (a decompression bomb) costs nothing.
+fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png)
+        .into_dimensions()
+        .ok()
+}
+
+/// Decodes a logo of at most [`MAX_LOGO_SIDE`] pixels a side, with the decoder's
+/// memory bounded too.
+fn decode_png_logo(bytes: &[u8]) -> anyhow::Result<image::DynamicImage> {
+    let (w, h) = png_dimensions(bytes).ok_or_else(|| anyhow::anyhow!("not a PNG"))?;
+    anyhow::ensure!(w <= MAX_LOGO_SIDE && h <= MAX_LOGO_SIDE, "logo of {w}×{h} pixels");
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_LOGO_SIDE);
+    limits.max_image_height = Some(MAX_LOGO_SIDE);
+    limits.max_alloc = Some(64 * 1024 * 1024);
+    reader.limits(limits);
+    Ok(reader.decode()?)
+}
 
 fn decode_logo(b64: &str) -> anyhow::Result<image::DynamicImage> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
-    Ok(image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)?)
+    decode_png_logo(&bytes)
 }
 
 async fn load_logo(infra: &Infra, tenant_id: &str, code_id: &str) -> ApiResult<String> {
@@ -289,16 +328,16 @@ pub async fn put_logo(
         return Err(ApiError::UnsupportedMediaType("send the logo as image/png".into()));
     }
     let body = huoke_shared::http::read_limited(&mut payload, MAX_LOGO_BYTES).await?;
-    let bytes = body.to_vec();
-    let valid = web::block(move || {
-        image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).map(|i| (i.width(), i.height()))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
-    let (width, height) = valid.map_err(|_| ApiError::invalid("body", "not a readable PNG image"))?;
-    if width > 2048 || height > 2048 {
+    let (width, height) = png_dimensions(&body).ok_or_else(|| ApiError::invalid("body", "not a readable PNG image"))?;
+    if width > MAX_LOGO_SIDE || height > MAX_LOGO_SIDE {
         return Err(ApiError::invalid("body", "at most 2048×2048 pixels"));
     }
+    let bytes = body.to_vec();
+    let _slot = render_slot().await?;
+    let valid = web::block(move || decode_png_logo(&bytes).map(|_| ()))
+        .await
+        .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
+    valid.map_err(|_| ApiError::invalid("body", "not a readable PNG image"))?;
     let mut tx = infra.store.begin().await?;
     sqlx::query("UPDATE live_codes SET logo_png = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4")
         .bind(base64::engine::general_purpose::STANDARD.encode(&body))
@@ -369,6 +408,18 @@ pub async fn campaign_zip(
             )
         })
         .collect();
+    let pixels = (entries.len() as u64).saturating_mul(u64::from(style.size).pow(2));
+    if entries.len() > MAX_ZIP_CODES || pixels > MAX_ZIP_PIXELS {
+        return Err(ApiError::invalid(
+            "size",
+            format!(
+                "{} codes at {} pixels is too much for one zip; ask for a smaller size (each code's image is also at /v1/live-codes/{{id}}/qr.png)",
+                entries.len(),
+                style.size
+            ),
+        ));
+    }
+    let _slot = render_slot().await?;
     let bytes = web::block(move || -> anyhow::Result<Vec<u8>> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         // PNGs are already compressed: store them as they are.

@@ -16,6 +16,13 @@ use crate::schedule::{Schedule, parse_tz};
 
 const TTL: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 50_000;
+/// When full, entries are dropped down to this many at once, so the sweep runs
+/// once per few thousand new codes rather than on every one.
+const REFILL_TO: usize = MAX_ENTRIES * 9 / 10;
+/// Store look-ups for codes not in memory at once, per process: a flood of made-up
+/// codes waits here instead of queueing on the database.
+const COLD_LOADS_AT_ONCE: usize = 8;
+const COLD_LOAD_WAIT: Duration = Duration::from_millis(200);
 
 /// A person a scan can land on.
 #[derive(Debug, Clone)]
@@ -102,9 +109,18 @@ struct Entry {
 /// Snapshots by public code. A stale entry keeps serving while one background task
 /// reloads it, so expiry never sends a crowd of concurrent scans to the database
 /// at once (that stampede showed as a latency spike every `TTL`).
-#[derive(Default)]
 pub struct SnapshotCache {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    cold_loads: tokio::sync::Semaphore,
+}
+
+impl Default for SnapshotCache {
+    fn default() -> Self {
+        Self {
+            entries: Arc::default(),
+            cold_loads: tokio::sync::Semaphore::new(COLD_LOADS_AT_ONCE),
+        }
+    }
 }
 
 impl SnapshotCache {
@@ -120,7 +136,10 @@ impl SnapshotCache {
                 return Ok(entry.snap.clone());
             }
         }
-        // Never seen (or just edited here): load now.
+        // Never seen (or just edited here): load now, a bounded number at a time.
+        let _slot = tokio::time::timeout(COLD_LOAD_WAIT, self.cold_loads.acquire())
+            .await
+            .map_err(|_| anyhow::anyhow!("too many unknown codes being looked up at once"))??;
         let snap = load(store, code).await?.map(Arc::new);
         self.put(code, snap.clone());
         Ok(snap)
@@ -155,7 +174,20 @@ impl SnapshotCache {
     fn put(&self, code: &str, snap: Option<Arc<Snapshot>>) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES {
+            // Expired entries go first, then unknown codes, then whatever is left,
+            // down to REFILL_TO: the cache never grows past its bound, however many
+            // fresh codes a flood brings.
             entries.retain(|_, e| e.loaded.elapsed() < TTL);
+            if entries.len() > REFILL_TO {
+                entries.retain(|_, e| e.snap.is_some());
+            }
+            let excess = entries.len().saturating_sub(REFILL_TO);
+            if excess > 0 {
+                let victims: Vec<String> = entries.keys().take(excess).cloned().collect();
+                for k in victims {
+                    entries.remove(&k);
+                }
+            }
         }
         entries.insert(
             code.to_string(),
@@ -242,4 +274,30 @@ async fn person(store: &Store, tenant_id: &str, staff_id: &str) -> anyhow::Resul
         wecom_userid,
         card_slug,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood of made-up codes (all fresh, all unknown) used to grow the cache
+    /// without bound, with a full sweep under the lock on every insert.
+    #[test]
+    fn the_cache_stays_bounded_under_a_flood_of_fresh_codes() {
+        let cache = SnapshotCache::default();
+        let mut sweeps = 0;
+        let mut last = 0;
+        for i in 0..(MAX_ENTRIES * 2 + 17) {
+            cache.put(&format!("made-up-{i}"), None);
+            let len = cache.entries.lock().unwrap().len();
+            assert!(len <= MAX_ENTRIES, "{len} entries after {i} inserts");
+            if len < last {
+                sweeps += 1;
+            }
+            last = len;
+        }
+        // Unknown codes go first when full, so a flood of them clears out in one pass
+        // each time the cache fills, not on every insert.
+        assert!(sweeps <= 3, "{sweeps} sweeps");
+    }
 }

@@ -286,3 +286,37 @@ async fn a_campaign_zip_is_bounded(backend: Backend) {
     assert_eq!(zip(256).await.unwrap().status(), 200);
     app.stop().await;
 }
+
+on_both_backends!(a_flood_of_card_views_from_one_address_stops_writing_rows);
+
+/// Every view is served, but one address cannot write a row per request.
+async fn a_flood_of_card_views_from_one_address_stops_writing_rows(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let slug = card_for(&app, &admin, &ids["sdr3@demo.local"], json!({"display_name": "Flood"})).await;
+    let into_window = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 60_000;
+    if into_window > 45_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into_window + 100) as u64)).await;
+    }
+    for _ in 0..75 {
+        let resp = app
+            .client
+            .get(app.url(&format!("/c/{slug}")))
+            .header("X-Forwarded-For", "198.18.0.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM card_events WHERE kind = 'view'")
+        .fetch_one(app.app.infra().store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 60, "views recorded from one address in a minute");
+    app.stop().await;
+}

@@ -62,6 +62,20 @@ struct PageQuery {
     via: Option<String>,
 }
 
+/// Views and saves recorded per client address, card and minute. The page is always
+/// served; past this a flood from one address stops writing rows.
+pub const RECORDED_PER_ADDRESS: Limit = Limit {
+    requests: 60,
+    per: Duration::from_secs(60),
+};
+
+async fn worth_recording(infra: &Infra, req: &HttpRequest, card: &Card) -> bool {
+    let key = format!("{}:{}", card.id, client_ip(req));
+    ratelimit::check(&*infra.cache, "card-events", &key, RECORDED_PER_ADDRESS)
+        .await
+        .is_ok()
+}
+
 /// `GET /c/{slug}`: the card page; records a view.
 pub async fn page(infra: web::Data<Infra>, req: HttpRequest, slug: web::Path<String>) -> ApiResult<HttpResponse> {
     let Some(card) = find_card(&infra, &slug).await? else {
@@ -78,7 +92,9 @@ pub async fn page(infra: web::Data<Infra>, req: HttpRequest, slug: web::Path<Str
         None => None,
     };
     let visitor = visitor::identify(&req, &card.tenant_id);
-    repo::record_event_quietly(&infra, &card, EventKind::View, &visitor.hash, share.as_deref()).await;
+    if worth_recording(&infra, &req, &card).await {
+        repo::record_event_quietly(&infra, &card, EventKind::View, &visitor.hash, share.as_deref()).await;
+    }
     let page_url = card_url(&infra.settings.public_base(), &card.slug);
     let html = page::card_page(&CardPage {
         card: &card,
@@ -105,7 +121,9 @@ pub async fn vcard(infra: web::Data<Infra>, req: HttpRequest, slug: web::Path<St
         .unwrap_or_default();
     let share = repo::checked_share(&infra, &card, query.s.as_deref()).await?;
     let visitor = visitor::identify(&req, &card.tenant_id);
-    repo::record_event_quietly(&infra, &card, EventKind::Vcard, &visitor.hash, share.as_deref()).await;
+    if worth_recording(&infra, &req, &card).await {
+        repo::record_event_quietly(&infra, &card, EventKind::Vcard, &visitor.hash, share.as_deref()).await;
+    }
     let f = &card.fields;
     let url = card_url(&infra.settings.public_base(), &card.slug);
     let body = vcard::render(&VCard {

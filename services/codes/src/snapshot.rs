@@ -22,7 +22,7 @@ const REFILL_TO: usize = MAX_ENTRIES * 9 / 10;
 /// Store look-ups for codes not in memory at once, per process: a flood of made-up
 /// codes waits here instead of queueing on the database.
 const COLD_LOADS_AT_ONCE: usize = 8;
-const COLD_LOAD_WAIT: Duration = Duration::from_millis(200);
+const COLD_LOAD_WAIT: Duration = Duration::from_secs(1);
 
 /// A person a scan can land on.
 #[derive(Debug, Clone)]
@@ -140,6 +140,16 @@ impl SnapshotCache {
         let _slot = tokio::time::timeout(COLD_LOAD_WAIT, self.cold_loads.acquire())
             .await
             .map_err(|_| anyhow::anyhow!("too many unknown codes being looked up at once"))??;
+        // A crowd scanning a fresh code queues here behind the first scan: whoever
+        // gets a slot after it finds the snapshot already loaded.
+        if let Some(entry) = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(code)
+        {
+            return Ok(entry.snap.clone());
+        }
         let snap = load(store, code).await?.map(Arc::new);
         self.put(code, snap.clone());
         Ok(snap)

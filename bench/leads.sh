@@ -13,7 +13,11 @@
 #   (b) fixed rates (RATES, each for RATE_DURATION s, open loop): capture → inbox
 #       latency p50 / p99 / max, from the rows' own timestamps
 #       (captures.created_at → inbox_items.created_at, both written by the app's clock);
-#   (c) resident memory of huoke, RabbitMQ, Redis and PostgreSQL before and after.
+#   (c) resident memory of huoke, RabbitMQ, Redis and PostgreSQL before and after;
+#   (d) CPU time per lead, by process (PostgreSQL, huoke, RabbitMQ, Redis), from
+#       /proc/*/stat sampled around each fixed-rate run, and for intake alone: a
+#       `huoke serve intake` under its own namespace (so nothing consumes its events)
+#       at INTAKE_RATE leads/s for RATE_DURATION s.
 # After each phase the script waits until every accepted capture has reached an inbox
 # (DRAIN_TIMEOUT) and checks that each lead was assigned exactly once.
 #
@@ -31,6 +35,7 @@ cd "$ROOT"
 FLAT_DURATION=${FLAT_DURATION:-30}
 RATES=${RATES:-500 1000 2000}
 RATE_DURATION=${RATE_DURATION:-20}
+INTAKE_RATE=${INTAKE_RATE:-500}
 CONNS=${CONNS:-64}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -169,6 +174,24 @@ loadgen() { # rate duration phase-name phone-prefix
 
 now_ms() { date +%s%3N; }
 
+# Cumulative CPU ticks (user + system) per command name, every process.
+cpu_sample() {
+    for p in /proc/[0-9]*; do
+        [ -r "$p/stat" ] && awk '{gsub(/[()]/, "", $2); print $2, $14 + $15}' "$p/stat" 2>/dev/null
+    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
+# cpu_per_lead BEFORE AFTER N → "postgres 1.52 ms, huoke 0.98 ms, …" (CPU ms per lead)
+cpu_per_lead() {
+    local hz; hz=$(getconf CLK_TCK)
+    join "$1" "$2" | awk -v n="$3" -v hz="$hz" '
+        $1 ~ /^(postgres|huoke|beam\.smp|redis-server)$/ {
+            name = ($1 == "beam.smp") ? "rabbitmq" : ($1 == "redis-server" ? "redis" : $1)
+            ms = ($3 - $2) * 1000 / hz / n; total += ms
+            printf "%s %.2f ms, ", name, ms
+        }
+        END { printf "total %.2f ms", total }'
+}
+
 # ------------------------------------------------------------------ (a) flat out
 log "(a) flat out for ${FLAT_DURATION}s over $CONNS connections"
 A_START=$(now_ms)
@@ -192,14 +215,17 @@ log "(a) accepted $A_CAPTURES at ${A_HTTP_RATE}/s; $A_N assigned end to end at $
 
 # ------------------------------------------------------------------ (b) fixed rates
 RATE_LINES=()
+CPU_LINES=()
 code=5
 for rate in $RATES; do
     sleep 2
     log "(b) $rate leads/s for ${RATE_DURATION}s"
     start=$(now_ms)
+    cpu_sample >"$OUT/cpu-$rate-before"
     loadgen "$rate" "$RATE_DURATION" "r$rate" "$code" | tee "$OUT/b-$rate-loadgen.txt" >&2
     code=$((code + 1))
     wait_s=$(drain "$start")
+    cpu_sample >"$OUT/cpu-$rate-after"
     line=$(q "SELECT count(*),
                 round(percentile_cont(0.5) WITHIN GROUP (ORDER BY i.created_at - c.created_at)::numeric, 1),
                 round(percentile_cont(0.99) WITHIN GROUP (ORDER BY i.created_at - c.created_at)::numeric, 1),
@@ -210,7 +236,31 @@ for rate in $RATES; do
     RATE_LINES+=("$(printf '%6s/s  n=%-6s capture→inbox p50 %6s ms  p99 %7s ms  max %6s ms   (HTTP: %s/s answered, p99 %s ms)' \
         "$rate" "$n" "$p50" "$p99" "$max" "${http% *}" "${http#* }")")
     log "${RATE_LINES[-1]}"
+    CPU_LINES+=("$(printf '%6s/s  CPU per lead, load and drain: %s' "$rate" "$(cpu_per_lead "$OUT/cpu-$rate-before" "$OUT/cpu-$rate-after" "$n")")")
+    log "${CPU_LINES[-1]}"
 done
+
+# ------------------------------------------------------------------ (d) intake alone
+log "(d) intake alone: $INTAKE_RATE leads/s for ${RATE_DURATION}s, events published to no consumer"
+env DATABASE_URL="$DB_URL" REDIS_URL="$BENCH_REDIS_URL" AMQP_URL="$BENCH_AMQP_URL" \
+    HUOKE_NAMESPACE="$NS.intake" HUOKE_JWT_SECRET="$(cat "$DATA/jwt-secret" 2>/dev/null || true)" \
+    HUOKE_DATA_DIR="$DATA" HUOKE_LOG="${HUOKE_LOG:-warn}" \
+    "$HUOKE" serve intake --listen "127.0.0.1:$((PORT + 1))" >"$OUT/intake.log" 2>&1 &
+INTAKE_PID=$!
+for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 1))/healthz" 2>/dev/null && break
+    sleep 0.1
+done
+cpu_sample >"$OUT/cpu-intake-before"
+"$LOADGEN" --url "http://127.0.0.1:$((PORT + 1))/v1/leads" --method POST \
+    --header "Authorization: Bearer $TOKEN" --body "$(body intake 8)" \
+    --rate "$INTAKE_RATE" --duration "$RATE_DURATION" --warmup 0 --connections "$CONNS" | tee "$OUT/d-loadgen.txt" >&2
+sleep 1
+cpu_sample >"$OUT/cpu-intake-after"
+INTAKE_N=$(sed -n 's/^RESULT .* s2xx=\([0-9]*\).*/\1/p' "$OUT/d-loadgen.txt")
+INTAKE_CPU=$(cpu_per_lead "$OUT/cpu-intake-before" "$OUT/cpu-intake-after" "${INTAKE_N:-1}")
+kill "$INTAKE_PID" 2>/dev/null; wait "$INTAKE_PID" 2>/dev/null || true
+log "(d) intake alone: $INTAKE_N accepted; CPU per lead: $INTAKE_CPU"
 
 MEM_AFTER=$(memory)
 TOTAL=$(q "SELECT count(*) FROM captures")
@@ -229,6 +279,9 @@ fi
     echo "    assigned end to end:     $A_N leads, ${A_E2E_RATE}/s (first capture → last inbox row: $(( (A_LAST_INBOX - A_FIRST) / 1000 )) s; drained ${A_DRAIN}s after the load stopped)"
     echo "(b) fixed rates, capture → inbox:"
     for l in "${RATE_LINES[@]}"; do echo "    $l"; done
+    echo "(d) CPU time per lead (all processes of each kind):"
+    for l in "${CPU_LINES[@]}"; do echo "    $l"; done
+    echo "    intake alone at $INTAKE_RATE/s: $INTAKE_CPU"
     echo "(c) memory (RSS) before: $MEM_BEFORE"
     echo "    memory (RSS) after:  $MEM_AFTER"
     echo "checks: $ASSIGNED of $TOTAL captures in an inbox; leads assigned more than once: $DUPES"

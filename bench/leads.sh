@@ -16,8 +16,8 @@
 #   (c) resident memory of huoke, RabbitMQ, Redis and PostgreSQL before and after;
 #   (d) CPU time per lead, by process (PostgreSQL, huoke, RabbitMQ, Redis), from
 #       /proc/*/stat sampled around each fixed-rate run, and for intake alone: a
-#       `huoke serve intake` under its own namespace (so nothing consumes its events)
-#       at INTAKE_RATE leads/s for RATE_DURATION s.
+#       `huoke serve intake` on its own database and namespace (so nothing relays or
+#       consumes its events but itself) at INTAKE_RATE leads/s for RATE_DURATION s.
 # After each phase the script waits until every accepted capture has reached an inbox
 # (DRAIN_TIMEOUT) and checks that each lead was assigned exactly once.
 #
@@ -100,6 +100,7 @@ cleanup() {
     if [ -z "${KEEP:-}" ]; then
         log "dropping database $DB, Redis keys $NS:* and queues $NS.*"
         psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
+        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"${DB}_intake\" WITH (FORCE)" >/dev/null 2>&1
         redis-cli -u "$BENCH_REDIS_URL" --scan --pattern "$NS:*" | xargs -r redis-cli -u "$BENCH_REDIS_URL" unlink >/dev/null
         if command -v rabbitmqctl >/dev/null; then
             rabbitmqctl list_queues -q name 2>/dev/null | grep "^$NS\." | while read -r q; do
@@ -242,10 +243,13 @@ done
 
 # ------------------------------------------------------------------ (d) intake alone
 log "(d) intake alone: $INTAKE_RATE leads/s for ${RATE_DURATION}s, events published to no consumer"
-env DATABASE_URL="$DB_URL" REDIS_URL="$BENCH_REDIS_URL" AMQP_URL="$BENCH_AMQP_URL" \
-    HUOKE_NAMESPACE="$NS.intake" HUOKE_JWT_SECRET="$(cat "$DATA/jwt-secret" 2>/dev/null || true)" \
-    HUOKE_DATA_DIR="$DATA" HUOKE_LOG="${HUOKE_LOG:-warn}" \
-    "$HUOKE" serve intake --listen "127.0.0.1:$((PORT + 1))" >"$OUT/intake.log" 2>&1 &
+psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"${DB}_intake\"" >/dev/null
+intake_env=(env DATABASE_URL="${PG_ADMIN_URL%/*}/${DB}_intake" REDIS_URL="$BENCH_REDIS_URL" AMQP_URL="$BENCH_AMQP_URL"
+    HUOKE_NAMESPACE="$NS.intake" HUOKE_JWT_SECRET="$(cat "$DATA/jwt-secret")" HUOKE_LOG="${HUOKE_LOG:-warn}")
+"${intake_env[@]}" "$HUOKE" tenant create --slug demo --name Demo --admin-email admin@demo.local \
+    --admin-password "$PASSWORD" >/dev/null
+INTAKE_TOKEN=$("${intake_env[@]}" "$HUOKE" token --tenant demo --email admin@demo.local)
+"${intake_env[@]}" "$HUOKE" serve intake --listen "127.0.0.1:$((PORT + 1))" >"$OUT/intake.log" 2>&1 &
 INTAKE_PID=$!
 for _ in $(seq 1 100); do
     curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 1))/healthz" 2>/dev/null && break
@@ -253,7 +257,7 @@ for _ in $(seq 1 100); do
 done
 cpu_sample >"$OUT/cpu-intake-before"
 "$LOADGEN" --url "http://127.0.0.1:$((PORT + 1))/v1/leads" --method POST \
-    --header "Authorization: Bearer $TOKEN" --body "$(body intake 8)" \
+    --header "Authorization: Bearer $INTAKE_TOKEN" --body "$(body intake 8)" \
     --rate "$INTAKE_RATE" --duration "$RATE_DURATION" --warmup 0 --connections "$CONNS" | tee "$OUT/d-loadgen.txt" >&2
 sleep 1
 cpu_sample >"$OUT/cpu-intake-after"

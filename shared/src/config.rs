@@ -59,6 +59,8 @@ pub struct Settings {
     pub namespace: String,
     pub http_workers: usize,
     pub token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
     pub default_sla: Duration,
     pub bus_prefetch: u16,
     /// Most deliveries one consumer handles in one transaction.
@@ -183,7 +185,8 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(".huoke")),
             namespace,
             http_workers: number(&get, "HUOKE_HTTP_WORKERS", 0)?,
-            token_ttl: Duration::from_secs(number(&get, "HUOKE_TOKEN_TTL_SECS", 12 * 3600)?),
+            token_ttl: Duration::from_secs(number(&get, "HUOKE_TOKEN_TTL_SECS", 15 * 60)?),
+            refresh_ttl: Duration::from_secs(positive(&get, "HUOKE_REFRESH_TTL_SECS", 30 * 24 * 3600)?),
             default_sla: Duration::from_secs(60 * number(&get, "HUOKE_SLA_MINUTES", 30)?),
             bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 256)?,
             bus_batch: positive(&get, "HUOKE_BUS_BATCH", 64)?,

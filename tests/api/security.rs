@@ -320,3 +320,54 @@ async fn a_flood_of_card_views_from_one_address_stops_writing_rows(backend: Back
     assert_eq!(rows, 60, "views recorded from one address in a minute");
     app.stop().await;
 }
+
+on_both_backends!(access_tokens_are_short_and_refresh_tokens_rotate);
+
+/// Access tokens live minutes; a refresh token buys a new pair once, and never
+/// for someone switched off.
+async fn access_tokens_are_short_and_refresh_tokens_rotate(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let signed_in: serde_json::Value = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"tenant": "demo", "email": "sdr1@demo.local", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(signed_in["expires_in"], 900, "{signed_in}");
+    let first = signed_in["refresh_token"].as_str().unwrap().to_string();
+    assert!(first.starts_with("hkr_"));
+
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            let resp = app
+                .client
+                .post(app.url("/v1/auth/refresh"))
+                .json(&json!({ "refresh_token": token }))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, pair) = refresh(first.clone()).await;
+    assert_eq!(status, 200, "{pair}");
+    let second = pair["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(app.get(pair["access_token"].as_str().unwrap(), "/v1/me").await.0, 200);
+    assert_eq!(refresh(first).await.0, 401, "a refresh token works once");
+
+    let off = json!({"active": false});
+    let path = format!("/v1/staff/{}", ids["sdr1@demo.local"]);
+    assert_eq!(app.send(reqwest::Method::PATCH, &admin, &path, &off).await.0, 200);
+    assert_eq!(refresh(second).await.0, 401, "not for someone switched off");
+    assert_eq!(refresh("hkr_made_up".into()).await.0, 401);
+    app.stop().await;
+}

@@ -4,6 +4,7 @@
 mod campaigns;
 mod dead_letters;
 mod handlers;
+mod refresh;
 mod signin;
 mod teams;
 
@@ -21,6 +22,7 @@ pub fn service() -> ServiceDef {
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(handlers::landing))
         .route("/v1/auth/token", web::post().to(signin::issue_token))
+        .route("/v1/auth/refresh", web::post().to(refresh::refresh))
         .route("/v1/staff", web::post().to(handlers::create_staff))
         .route("/v1/staff", web::get().to(handlers::list_staff))
         .route("/v1/staff/{id}", web::get().to(handlers::get_staff))

@@ -20,7 +20,6 @@ use huoke_shared::repo::{staff, tenants};
 use huoke_shared::visitor::client_ip;
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::Semaphore;
 
 pub const HASHING_AT_ONCE: usize = 4;
@@ -77,9 +76,7 @@ pub async fn issue_token(
     let (Some(tenant), Some(member), true, true) = (tenant, member, known, checked) else {
         return Err(bad_credentials());
     };
-    let ttl = s.token_ttl.as_secs() as i64;
-    let token = infra.jwt.issue(&member.id, &tenant.id, &member.roles(), ttl)?;
-    Ok(HttpResponse::Ok().json(json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
+    Ok(HttpResponse::Ok().json(crate::refresh::token_pair(&infra, &tenant.id, &member).await?))
 }
 
 /// Checks a password on the blocking pool, a bounded number at a time.

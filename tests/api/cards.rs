@@ -749,11 +749,7 @@ async fn honeypot_creates_nothing_and_the_form_is_rate_limited(backend: Backend)
 
     // Ten posts a minute per address, then 429. Start early in a window so all
     // eleven fall into the same one.
-    let window_ms = 60_000;
-    let into_window = (chrono_now_ms() % window_ms) as u64;
-    if into_window > 50_000 {
-        tokio::time::sleep(Duration::from_millis(window_ms as u64 - into_window + 100)).await;
-    }
+    crate::helpers::start_early_in_a_minute(Duration::from_secs(10)).await;
     let ip = "198.51.100.2";
     for i in 0..10 {
         let answer = post_form(&app, &slug, ip, None, &bot).await;
@@ -774,13 +770,6 @@ async fn honeypot_creates_nothing_and_the_form_is_rate_limited(backend: Backend)
         .unwrap();
     assert_eq!(captures, 0, "neither bots nor refused posts made captures");
     app.stop().await;
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 async fn shares_build_a_tree_and_stats_count_them(backend: Backend) {

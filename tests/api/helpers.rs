@@ -283,3 +283,17 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Fixed-window rate limits count per wall-clock minute: a scenario that must stay in
+/// one window waits for the next one when fewer than `needs` are left of this one.
+pub async fn start_early_in_a_minute(needs: Duration) {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        % 60_000;
+    let left = Duration::from_millis((60_000 - into) as u64);
+    if left < needs {
+        tokio::time::sleep(left + Duration::from_millis(100)).await;
+    }
+}

@@ -6,7 +6,7 @@ use huoke::all_services;
 use serde_json::json;
 
 use crate::cards::{card_for, post_form};
-use crate::helpers::{Backend, Environment, PASSWORD, TestApp};
+use crate::helpers::{Backend, Environment, PASSWORD, TestApp, start_early_in_a_minute};
 use crate::on_both_backends;
 
 on_both_backends!(rotating_forwarded_for_does_not_dodge_rate_limits);
@@ -27,14 +27,7 @@ async fn rotating_forwarded_for_does_not_dodge_rate_limits(backend: Backend) {
     ];
 
     // Ten posts a minute per address; start early in a window so all eleven share it.
-    let into_window = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
-    if into_window > 50_000 {
-        tokio::time::sleep(Duration::from_millis((60_000 - into_window + 100) as u64)).await;
-    }
+    start_early_in_a_minute(Duration::from_secs(10)).await;
     for i in 0..10 {
         let answer = post_form(&app, &slug, &format!("203.0.113.{i}"), None, &bot).await;
         assert_eq!(answer.status, 200, "post {i}");
@@ -106,14 +99,7 @@ async fn sign_in_attempts_are_limited_and_failures_look_alike(backend: Backend) 
     let mut env = Environment::new(backend).await;
     env.vars.insert("HUOKE_LOGIN_WINDOW_SECS".into(), "60".into());
     let app = TestApp::start(&env, all_services()).await;
-    let into_window = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
-    if into_window > 40_000 {
-        tokio::time::sleep(Duration::from_millis((60_000 - into_window + 100) as u64)).await;
-    }
+    start_early_in_a_minute(Duration::from_secs(20)).await;
     let admin = "admin@demo.local";
 
     // Failures take as long whatever failed (both pay for one argon2 check).
@@ -295,14 +281,7 @@ async fn a_flood_of_card_views_from_one_address_stops_writing_rows(backend: Back
     let admin = app.admin().await;
     let ids = app.staff_ids(&admin).await;
     let slug = card_for(&app, &admin, &ids["sdr3@demo.local"], json!({"display_name": "Flood"})).await;
-    let into_window = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
-    if into_window > 45_000 {
-        tokio::time::sleep(Duration::from_millis((60_000 - into_window + 100) as u64)).await;
-    }
+    start_early_in_a_minute(Duration::from_secs(15)).await;
     for _ in 0..75 {
         let resp = app
             .client

@@ -83,59 +83,41 @@ impl Effect for QualifyCaptures {
             }
         }
         matches.sort();
-        let now = now_ms();
-        let (lead_id, is_new) = match matches.first() {
-            Some(existing) => (existing.clone(), false),
-            None => (new_id(), true),
+        let Some(lead_id) = matches.first().cloned() else {
+            // Someone seen for the first time: the same path as a batch of them.
+            return Self::create_leads(tx, &[Item { envelope, capture, ids }]).await;
         };
+        let now = now_ms();
 
-        if is_new {
-            sqlx::query(
-                "INSERT INTO leads (id, tenant_id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 'D', '[]', 0, 'new', $9, $9)",
+        // Fill gaps only: what a person told us first is not overwritten by a later form.
+        sqlx::query(
+            "UPDATE leads SET name = COALESCE(name, $1), company = COALESCE(company, $2), title = COALESCE(title, $3),
+                    phone = COALESCE(phone, $4), email = COALESCE(email, $5), updated_at = $6
+             WHERE tenant_id = $7 AND id = $8",
+        )
+        .bind(&capture.name)
+        .bind(&capture.company)
+        .bind(&capture.title)
+        .bind(&capture.phone)
+        .bind(&capture.email)
+        .bind(now)
+        .bind(tenant)
+        .bind(&lead_id)
+        .execute(&mut **tx)
+        .await?;
+        if matches.len() > 1 {
+            history(
+                tx,
+                tenant,
+                &lead_id,
+                "possible_duplicate",
+                json!({"other_leads": &matches[1..]}),
             )
-            .bind(&lead_id)
-            .bind(tenant)
-            .bind(&capture.name)
-            .bind(&capture.company)
-            .bind(&capture.title)
-            .bind(&capture.phone)
-            .bind(&capture.email)
-            .bind(&capture.channel)
-            .bind(now)
-            .execute(&mut **tx)
             .await?;
-        } else {
-            // Fill gaps only: what a person told us first is not overwritten by a later form.
-            sqlx::query(
-                "UPDATE leads SET name = COALESCE(name, $1), company = COALESCE(company, $2), title = COALESCE(title, $3),
-                        phone = COALESCE(phone, $4), email = COALESCE(email, $5), updated_at = $6
-                 WHERE tenant_id = $7 AND id = $8",
-            )
-            .bind(&capture.name)
-            .bind(&capture.company)
-            .bind(&capture.title)
-            .bind(&capture.phone)
-            .bind(&capture.email)
-            .bind(now)
-            .bind(tenant)
-            .bind(&lead_id)
-            .execute(&mut **tx)
-            .await?;
-            if matches.len() > 1 {
-                history(
-                    tx,
-                    tenant,
-                    &lead_id,
-                    "possible_duplicate",
-                    json!({"other_leads": &matches[1..]}),
-                )
-                .await?;
-            }
         }
 
         for (kind, value) in &ids {
-            let claimed = sqlx::query(
+            sqlx::query(
                 "INSERT INTO lead_identities (tenant_id, kind, value, lead_id, created_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (tenant_id, kind, value) DO NOTHING",
             )
@@ -146,11 +128,6 @@ impl Effect for QualifyCaptures {
             .bind(now)
             .execute(&mut **tx)
             .await?;
-            if is_new && claimed.rows_affected() == 0 {
-                // Another capture of the same person committed first; start over and
-                // find its lead instead of creating a twin.
-                return Err(HandlerError::Retry("identity claimed concurrently".into()));
-            }
         }
 
         sqlx::query(
@@ -167,14 +144,7 @@ impl Effect for QualifyCaptures {
         .execute(&mut **tx)
         .await?;
 
-        let consent = capture.consent.unwrap_or(false);
-        // A new lead is exactly this capture; only a returning one needs reading back.
-        let profile = if is_new {
-            profile_of_capture(&capture, &ids, consent)
-        } else {
-            profile_of(tx, tenant, &lead_id, consent).await?
-        };
-        let scored = score(&profile);
+        let scored = score(&profile_of(tx, tenant, &lead_id, capture.consent.unwrap_or(false)).await?);
         sqlx::query("UPDATE leads SET score = $1, grade = $2, score_reasons = $3, is_mql = $4, updated_at = $5 WHERE tenant_id = $6 AND id = $7")
             .bind(scored.points)
             .bind(scored.grade)
@@ -189,8 +159,8 @@ impl Effect for QualifyCaptures {
             tx,
             tenant,
             &lead_id,
-            if is_new { "created" } else { "matched" },
-            json!({"capture_id": capture.capture_id, "channel": capture.channel, "matched_on": if is_new { None } else { Some(ids.iter().map(|(k, _)| *k).collect::<Vec<_>>()) }}),
+            "matched",
+            json!({"capture_id": capture.capture_id, "channel": capture.channel, "matched_on": ids.iter().map(|(k, _)| *k).collect::<Vec<_>>()}),
         )
         .await?;
         history(
@@ -215,14 +185,14 @@ impl Effect for QualifyCaptures {
         let event = LeadQualified {
             lead_id: lead_id.clone(),
             capture_id: capture.capture_id.clone(),
-            is_new_lead: is_new,
+            is_new_lead: false,
             score: scored.points,
             grade: scored.grade.to_string(),
             channel: capture.channel.clone(),
             owner_hint: capture.owner_hint.clone(),
         };
         Outbox::add(tx, &Envelope::new(tenant, &event)).await?;
-        tracing::debug!(lead = %lead_id, capture = %capture.capture_id, is_new, score = scored.points, "capture qualified");
+        tracing::debug!(lead = %lead_id, capture = %capture.capture_id, score = scored.points, "returning capture qualified");
         Ok(())
     }
 

@@ -91,16 +91,6 @@ pub struct Scratch {
     eligible: HashMap<String, Vec<String>>,
 }
 
-async fn history(
-    tx: &mut Tx,
-    tenant_id: &str,
-    lead_id: &str,
-    kind: &str,
-    detail: serde_json::Value,
-) -> sqlx::Result<()> {
-    huoke_shared::repo::history::record(tx, tenant_id, lead_id, kind, "router", detail).await
-}
-
 #[async_trait::async_trait]
 impl Effect for RouteLeads {
     type Scratch = Scratch;
@@ -110,117 +100,11 @@ impl Effect for RouteLeads {
     }
 
     async fn apply(&self, tx: &mut Tx, envelope: &Envelope, scratch: &mut Scratch) -> Result<(), HandlerError> {
-        let event: LeadQualified = envelope.decode()?;
-        let tenant = envelope.tenant_id.as_str();
-
-        if !scratch.eligible.contains_key(tenant) {
-            let sdrs: Vec<String> = staff::active_sdrs_in(tx, tenant)
-                .await?
-                .into_iter()
-                .map(|s| s.id)
-                .collect();
-            scratch.eligible.insert(tenant.to_string(), sdrs);
-        }
-        let eligible = scratch.eligible[tenant].clone();
-        let owner: Option<Option<String>> =
-            sqlx::query_scalar("SELECT owner_id FROM leads WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(&event.lead_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let Some(current_owner) = owner else {
-            return Err(HandlerError::Reject(format!("lead {} does not exist", event.lead_id)));
-        };
-        if let Some(owner) = current_owner {
-            history(
-                tx,
-                tenant,
-                &event.lead_id,
-                "kept_owner",
-                json!({"owner_id": owner, "capture_id": event.capture_id}),
-            )
-            .await?;
-            return Ok(());
-        }
-
-        let needs_cursor = event.owner_hint.as_ref().is_none_or(|h| !eligible.contains(h));
-        let cursor = if needs_cursor && !eligible.is_empty() {
-            self.next_cursor(tenant).await
-        } else {
-            0
-        };
-        let Some(pick) = pick_owner(event.owner_hint.as_deref(), &eligible, cursor) else {
-            sqlx::query("UPDATE leads SET status = 'pool', updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-                .bind(now_ms())
-                .bind(tenant)
-                .bind(&event.lead_id)
-                .execute(&mut **tx)
-                .await?;
-            history(
-                tx,
-                tenant,
-                &event.lead_id,
-                "unassigned",
-                json!({"why": "no active SDR in the tenant"}),
-            )
-            .await?;
-            tracing::warn!(lead = %event.lead_id, "no active SDR; lead left in the pool");
-            return Ok(());
-        };
-
-        let now = now_ms();
-        let claimed = sqlx::query(
-            "UPDATE leads SET owner_id = $1, status = 'assigned', updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND owner_id IS NULL",
-        )
-        .bind(&pick.staff_id)
-        .bind(now)
-        .bind(tenant)
-        .bind(&event.lead_id)
-        .execute(&mut **tx)
-        .await?;
-        if claimed.rows_affected() == 0 {
-            // Another router replica assigned it between our read and this write.
-            return Err(HandlerError::Retry("lead assigned concurrently".into()));
-        }
-
-        let sla: Duration = self.infra.settings.default_sla;
-        let due = now + sla.as_millis() as i64;
-        let assignment_id = new_id();
-        sqlx::query(
-            "INSERT INTO assignments (id, tenant_id, lead_id, staff_id, state, reason, sla_due_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'offered', $5, $6, $7, $7)",
-        )
-        .bind(&assignment_id)
-        .bind(tenant)
-        .bind(&event.lead_id)
-        .bind(&pick.staff_id)
-        .bind(pick.reason)
-        .bind(due)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        history(
-            tx,
-            tenant,
-            &event.lead_id,
-            "assigned",
-            json!({"assignment_id": assignment_id, "owner_id": pick.staff_id, "reason": pick.reason, "eligible": eligible.len(), "sla_minutes": sla.as_secs() / 60}),
-        )
-        .await?;
-        let assigned = LeadAssigned {
-            assignment_id: assignment_id.clone(),
-            lead_id: event.lead_id.clone(),
-            staff_id: pick.staff_id.clone(),
-            reason: pick.reason.to_string(),
-            sla_due_at_ms: Some(due),
-        };
-        Outbox::add(tx, &Envelope::new(tenant, &assigned)).await?;
-        tracing::debug!(lead = %event.lead_id, owner = %pick.staff_id, reason = pick.reason, "lead assigned");
-        Ok(())
+        self.apply_batch(tx, &[envelope], scratch).await
     }
 
-    /// The same decisions as `apply` on each message in turn, written with one
-    /// statement per table.
+    /// Routes each message in turn (a lead met twice keeps the owner the first gave
+    /// it), then writes the batch with one statement per table.
     async fn apply_batch(
         &self,
         tx: &mut Tx,
@@ -240,7 +124,7 @@ impl Effect for RouteLeads {
         let now = now_ms();
         let sla: Duration = self.infra.settings.default_sla;
         let due = now + sla.as_millis() as i64;
-        let (mut claims, mut assignments, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut claims, mut assignments, mut outgoing, mut pooled) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut entries = Vec::new();
         for (envelope, event) in &events {
             let tenant = envelope.tenant_id.as_str();
@@ -264,8 +148,14 @@ impl Effect for RouteLeads {
                 0
             };
             let Some(pick) = pick_owner(event.owner_hint.as_deref(), eligible, cursor) else {
-                // Rare (a tenant without SDRs): the one-message path parks it.
-                self.apply(tx, envelope, scratch).await?;
+                tracing::warn!(lead = %event.lead_id, "no active SDR; lead left in the pool");
+                pooled.push(vec![Value::from(tenant), Value::from(&event.lead_id)]);
+                entries.push(Entry {
+                    tenant_id: tenant,
+                    lead_id: &event.lead_id,
+                    kind: "unassigned",
+                    detail: json!({"why": "no active SDR in the tenant"}),
+                });
                 continue;
             };
             let assignment_id = new_id();
@@ -317,6 +207,15 @@ impl Effect for RouteLeads {
             // Another router replica assigned one of them since we read the owners.
             return Err(HandlerError::Retry("lead assigned concurrently".into()));
         }
+        bulk::update_from_values(
+            tx,
+            "leads",
+            "status = 'pool', updated_at = $1",
+            "leads.tenant_id = v.column1 AND leads.id = v.column2",
+            &[Value::from(now)],
+            &pooled,
+        )
+        .await?;
         bulk::insert(
             tx,
             "assignments",

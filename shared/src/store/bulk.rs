@@ -81,17 +81,14 @@ fn values_list(rows: usize, width: usize, first: usize) -> String {
     sql
 }
 
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    rows: &[Vec<Value>],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for row in rows {
-        for value in row {
-            query = match value {
-                Value::Text(v) => query.bind(v.clone()),
-                Value::Int(v) => query.bind(*v),
-            };
-        }
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind_all<'q, 'v>(mut query: AnyQuery<'q>, values: impl IntoIterator<Item = &'v Value>) -> AnyQuery<'q> {
+    for value in values {
+        query = match value {
+            Value::Text(v) => query.bind(v.clone()),
+            Value::Int(v) => query.bind(*v),
+        };
     }
     query
 }
@@ -114,7 +111,7 @@ pub async fn insert(
             columns.join(", "),
             values_list(chunk.len(), width, 1)
         );
-        let done = bind_all(sqlx::query(AssertSqlSafe(sql)), chunk)
+        let done = bind_all(sqlx::query(AssertSqlSafe(sql)), chunk.iter().flatten())
             .execute(&mut **tx)
             .await?;
         affected += done.rows_affected();
@@ -142,8 +139,10 @@ pub async fn update_from_values(
             "UPDATE {table} SET {set} FROM (VALUES {}) AS v WHERE {condition}",
             values_list(chunk.len(), width, shared.len() + 1)
         );
-        let query = bind_all(sqlx::query(AssertSqlSafe(sql)), std::slice::from_ref(&shared.to_vec()));
-        let done = bind_all(query, chunk).execute(&mut **tx).await?;
+        let values = shared.iter().chain(chunk.iter().flatten());
+        let done = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+            .execute(&mut **tx)
+            .await?;
         affected += done.rows_affected();
     }
     Ok(affected)

@@ -307,7 +307,7 @@ for t in $TARGETS; do
 done
 # The namespace is still tiny here, so a SCAN is cheap: find the counter the sanity
 # request reserved, and from its day suffix the keys of every member.
-first_cap=$(redis-cli -u "$BENCH_REDIS_URL" --scan --pattern "$NS:huoke:codes:cap:$CODE_CAPPED_ID:*" | head -1)
+first_cap=$(redis-cli -u "$BENCH_REDIS_URL" --scan --pattern "$NS:huoke:codes:cap:{$CODE_CAPPED_ID}:*" | head -1)
 [ -n "$first_cap" ] || die "no cap counter in Redis under $NS: the capped code is not counting on Redis"
 DAY=${first_cap##*:}
 # Caps count per local day of the tenant (Asia/Shanghai unless set): a run that crosses
@@ -316,7 +316,7 @@ TENANT_TZ=${TENANT_TZ:-Asia/Shanghai}
 cap_keys() {
     local d id
     for d in $(printf '%s\n' "$DAY" "$(TZ=$TENANT_TZ date +%Y%m%d)" | sort -u); do
-        for id in "${STAFF_IDS[@]}"; do echo "$NS:huoke:codes:cap:$CODE_CAPPED_ID:$id:$d"; done
+        for id in "${STAFF_IDS[@]}"; do echo "$NS:huoke:codes:cap:{$CODE_CAPPED_ID}:$id:$d"; done
     done
 }
 log "picks are counted on Redis: $first_cap = $(redis-cli -u "$BENCH_REDIS_URL" get "$first_cap")"

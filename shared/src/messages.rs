@@ -113,29 +113,29 @@ impl Message for AssignmentAccepted {
     const TOPIC: &'static str = "assignment.accepted";
 }
 
-/// One scan of a live, channel or group code.
+/// Scans of one code, landing on one member (or none) with one outcome, within one
+/// minute (`minute_ms`, epoch milliseconds, the start of the minute).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Scan {
-    pub scan_id: String,
+pub struct ScanCount {
     pub code_id: String,
-    pub code: String,
     pub staff_id: Option<String>,
-    pub group_index: Option<i64>,
-    pub visitor: String,
-    pub client: String,
     pub outcome: String,
-    pub at_ms: i64,
+    pub minute_ms: i64,
+    pub scans: u32,
+    /// Scans by visitors seen for the first time (they were given a cookie).
+    pub first_visits: u32,
 }
 
-/// Scans recorded in one flush of the scan buffer, for one tenant. Batched because
-/// a busy code sees thousands of scans a second and each is worth little alone.
+/// What one flush of the scan buffer wrote for one tenant, counted per code, member,
+/// outcome and minute — engagement for scoring without a message per scan (a busy
+/// code sees thousands a second). The raw rows are in `scans`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ScansRecorded {
-    pub scans: Vec<Scan>,
+pub struct ScansCounted {
+    pub counts: Vec<ScanCount>,
 }
 
-impl Message for ScansRecorded {
-    const TOPIC: &'static str = "scan.recorded";
+impl Message for ScansCounted {
+    const TOPIC: &'static str = "scan.counted";
 }
 
 #[cfg(test)]

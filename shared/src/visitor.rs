@@ -87,13 +87,17 @@ impl Client {
 /// The client address for rate limiting: the first `X-Forwarded-For` hop when the
 /// peer is a trusted proxy (loopback or private network), else the peer itself.
 pub fn client_ip(req: &HttpRequest) -> String {
+    client_addr(req).map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
+/// The client's address (see `client_ip`), without formatting it.
+pub fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let trusted = req
         .app_data::<actix_web::web::Data<crate::Infra>>()
         .map(|infra| infra.settings.trusted_proxies.as_slice())
         .unwrap_or_default();
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     crate::proxies::client_address(req.peer_addr().map(|a| a.ip()), forwarded, trusted)
-        .map_or_else(|| "unknown".into(), |ip| ip.to_string())
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use huoke_shared::cache::{Cache, MemoryCache, RedisCache};
+use huoke_shared::cache::{Cache, CappedIncrement, MemoryCache, RedisCache};
 
 use crate::helpers::{Backend, Environment};
 use crate::on_both_backends;
 
 on_both_backends!(cache_counts_claims_and_expires);
+on_both_backends!(a_capped_reservation_and_its_pick_are_one_step);
+on_both_backends!(a_thread_whose_runtime_ended_gets_a_working_connection);
 
 async fn cache_for(backend: Backend) -> (Environment, Arc<dyn Cache>) {
     let env = Environment::new(backend).await;
@@ -63,4 +65,69 @@ async fn cache_counts_claims_and_expires(backend: Backend) {
     );
     assert!(cache.set_nx("claim", "c", Duration::from_secs(5)).await.unwrap());
     cache.ping().await.unwrap();
+}
+
+async fn a_capped_reservation_and_its_pick_are_one_step(backend: Backend) {
+    let (_env, cache) = cache_for(backend).await;
+    // 40 visitors race for 10 places: exactly 10 reserve one, and exactly those 10
+    // have their pick written.
+    let mut tasks = Vec::new();
+    for visitor in 0..40 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            let cap = CappedIncrement {
+                key: "codes:cap:{c1}:s1:20261201",
+                limit: 10,
+                ttl: Some(Duration::from_secs(60)),
+            };
+            let sticky = format!("codes:sticky:{{c1}}:v{visitor}:20261201");
+            let reserved = cache
+                .incr_capped_then_set(cap, &sticky, "s1", Some(Duration::from_secs(60)))
+                .await
+                .unwrap();
+            (reserved, cache.get(&sticky).await.unwrap())
+        }));
+    }
+    let mut reserved = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (Some(n), Some(pick)) => {
+                assert_eq!(pick, "s1");
+                reserved.push(n);
+            }
+            (None, None) => {}
+            other => panic!("reservation and pick disagree: {other:?}"),
+        }
+    }
+    reserved.sort();
+    assert_eq!(reserved, (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        cache.get("codes:cap:{c1}:s1:20261201").await.unwrap().as_deref(),
+        Some("10")
+    );
+}
+
+/// Commands from a single-threaded runtime use a connection driven by that runtime;
+/// once it has shut down, the same thread with a new runtime must still be served.
+async fn a_thread_whose_runtime_ended_gets_a_working_connection(backend: Backend) {
+    let (_env, cache) = cache_for(backend).await;
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut answers = Vec::new();
+        for round in 0..3 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            answers.push(runtime.block_on(async {
+                let key = format!("round:{round}");
+                cache.set(&key, "ok", Some(Duration::from_secs(30))).await.unwrap();
+                cache.get(&key).await.unwrap()
+            }));
+            drop(runtime);
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, vec![Some("ok".to_string()); 3]);
 }

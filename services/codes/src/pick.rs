@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use huoke_shared::cache::Cache;
+use huoke_shared::cache::{Cache, CappedIncrement};
 use huoke_shared::visitor::Visitor;
 
 use crate::model::Kind;
@@ -66,16 +66,19 @@ impl Cursors {
 const STICKY_TTL: Duration = Duration::from_secs(36 * 3600);
 const CAP_TTL: Duration = Duration::from_secs(48 * 3600);
 
+// Every key of one code carries the code id as a hash tag (`{…}`), so on Redis
+// Cluster they share a slot and a cap and a sticky pick can change in one script.
+
 fn sticky_key(snap: &Snapshot, visitor: &str, day: &str) -> String {
-    format!("codes:sticky:{}:{}:{}", snap.id, visitor, day)
+    format!("codes:sticky:{{{}}}:{}:{}", snap.id, visitor, day)
 }
 
 pub fn cap_key(code_id: &str, staff_id: &str, day: &str) -> String {
-    format!("codes:cap:{code_id}:{staff_id}:{day}")
+    format!("codes:cap:{{{code_id}}}:{staff_id}:{day}")
 }
 
 fn group_key(code_id: &str, index: usize) -> String {
-    format!("codes:group:{code_id}:{index}")
+    format!("codes:group:{{{code_id}}}:{index}")
 }
 
 pub async fn pick(
@@ -121,13 +124,24 @@ pub async fn pick(
         let Some(person) = snap.people[i].clone() else {
             continue;
         };
-        if let Some(limit) = member.daily_limit {
-            let key = cap_key(&snap.id, &member.staff_id, &day);
-            if cache.incr_capped(&key, limit as i64, Some(CAP_TTL)).await?.is_none() {
-                continue;
+        match member.daily_limit {
+            // One step: the sticky pick is written only with a reserved place.
+            Some(limit) => {
+                let cap = CappedIncrement {
+                    key: &cap_key(&snap.id, &member.staff_id, &day),
+                    limit: limit as i64,
+                    ttl: Some(CAP_TTL),
+                };
+                if cache
+                    .incr_capped_then_set(cap, &sticky, &member.staff_id, Some(STICKY_TTL))
+                    .await?
+                    .is_none()
+                {
+                    continue;
+                }
             }
+            None => cache.set(&sticky, &member.staff_id, Some(STICKY_TTL)).await?,
         }
-        cache.set(&sticky, &member.staff_id, Some(STICKY_TTL)).await?;
         return Ok(Outcome::Member { person, sticky: false });
     }
 
@@ -155,12 +169,16 @@ async fn pick_group(
         if room == 0 {
             continue;
         }
+        let cap = CappedIncrement {
+            key: &group_key(&snap.id, index),
+            limit: room,
+            ttl: None,
+        };
         if cache
-            .incr_capped(&group_key(&snap.id, index), room, None)
+            .incr_capped_then_set(cap, sticky, &format!("group:{index}"), Some(STICKY_TTL))
             .await?
             .is_some()
         {
-            cache.set(sticky, &format!("group:{index}"), Some(STICKY_TTL)).await?;
             return Ok(Outcome::Group { index, sticky: false });
         }
     }

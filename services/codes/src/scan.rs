@@ -6,9 +6,9 @@ use actix_web::http::header::{CACHE_CONTROL, LOCATION, REFERER};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use huoke_shared::Infra;
-use huoke_shared::clock::{new_id, now_ms};
-use huoke_shared::messages::Scan;
-use huoke_shared::visitor::{Client, client_ip, identify};
+use huoke_shared::clock::now_ms;
+use huoke_shared::telemetry::RouteLabel;
+use huoke_shared::visitor::{Client, client_addr, identify};
 
 use crate::pages;
 use crate::pick::{Outcome, pick};
@@ -36,11 +36,12 @@ pub async fn scan(
     code: web::Path<String>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
+    RouteLabel("/s/{code}").set(&req);
     let code = code.into_inner();
     if !plausible_code(&code) {
         return html(StatusCode::NOT_FOUND, pages::not_found());
     }
-    if !state.flood.allow(&client_ip(&req), (now_ms() / 1000) as u64) {
+    if !state.flood.allow(client_addr(&req), (now_ms() / 1000) as u64) {
         metrics::counter!("huoke_scans_refused_total").increment(1);
         return html(StatusCode::TOO_MANY_REQUESTS, pages::busy());
     }
@@ -76,23 +77,19 @@ pub async fn scan(
     metrics::counter!("huoke_scans_total", "outcome" => outcome.label(), "sticky" => if sticky { "yes" } else { "no" })
         .increment(1);
     state.recorder.record(ScanRecord {
-        tenant_id: snap.tenant_id.clone(),
-        scan: Scan {
-            scan_id: new_id(),
-            code_id: snap.id.clone(),
-            code: snap.code.clone(),
-            staff_id: outcome.staff_id().map(str::to_string),
-            group_index,
-            visitor: visitor.hash.clone(),
-            client: client.as_str().to_string(),
-            outcome: outcome.label().to_string(),
-            at_ms: now_ms(),
-        },
+        code: snap.clone(),
+        staff_id: outcome.staff_id().map(str::to_string),
+        group_index,
+        visitor: visitor.hash,
+        first_visit: visitor.new_cookie.is_some(),
+        client: client.as_str(),
+        outcome: outcome.label(),
         referer: req
             .headers()
             .get(REFERER)
             .and_then(|v| v.to_str().ok())
             .map(|r| r.chars().take(500).collect()),
+        at_ms: now_ms(),
     });
 
     let mut response = match &outcome {

@@ -55,6 +55,31 @@ pub struct Snapshot {
     pub wecom_configured: bool,
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// An active live code without members.
+    pub fn for_tests(tenant_id: &str, id: &str) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            tenant_id: tenant_id.into(),
+            code: format!("code{id}"),
+            kind: Kind::Live,
+            mode: Mode::RoundRobin,
+            active: true,
+            deleted: false,
+            members: Vec::new(),
+            people: Vec::new(),
+            backup: None,
+            schedule: None,
+            tz: chrono_tz::Asia::Shanghai,
+            groups: Vec::new(),
+            welcome_text: None,
+            state: None,
+            wecom_configured: false,
+        }
+    }
+}
+
 #[derive(FromRow)]
 pub struct CodeRow {
     pub id: String,

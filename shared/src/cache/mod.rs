@@ -10,6 +10,15 @@ pub use redis::RedisCache;
 
 use std::time::Duration;
 
+/// One capped counter: add one to `key` unless it has reached `limit`; `ttl` applies
+/// when the key is created.
+#[derive(Debug, Clone, Copy)]
+pub struct CappedIncrement<'a> {
+    pub key: &'a str,
+    pub limit: i64,
+    pub ttl: Option<Duration>,
+}
+
 #[async_trait::async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
@@ -22,6 +31,22 @@ pub trait Cache: Send + Sync + 'static {
     /// `None` when full. Atomic: under any concurrency no more than `limit`
     /// increments succeed. `ttl` applies when the key is created.
     async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>>;
+    /// `incr_capped` on `cap_key`, and only when that reserved a place, `set` of
+    /// `key` — one step on backends that can (one round trip on Redis; the keys
+    /// must then share a hash slot for Redis Cluster).
+    async fn incr_capped_then_set(
+        &self,
+        cap: CappedIncrement<'_>,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> anyhow::Result<Option<i64>> {
+        let reserved = self.incr_capped(cap.key, cap.limit, cap.ttl).await?;
+        if reserved.is_some() {
+            self.set(key, value, ttl).await?;
+        }
+        Ok(reserved)
+    }
     async fn del(&self, key: &str) -> anyhow::Result<()>;
     async fn ping(&self) -> anyhow::Result<()>;
     fn name(&self) -> &'static str;

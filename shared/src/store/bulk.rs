@@ -5,7 +5,7 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::Tx;
+use super::{Backend, Tx};
 
 /// One value of a row.
 #[derive(Debug, Clone)]
@@ -146,6 +146,72 @@ pub async fn update_from_values(
         affected += done.rows_affected();
     }
     Ok(affected)
+}
+
+/// A column read from a JSON array of objects by [`insert_json_rows`].
+#[derive(Debug, Clone, Copy)]
+pub enum JsonColumn {
+    Text(&'static str),
+    Int(&'static str),
+}
+
+impl JsonColumn {
+    fn name(self) -> &'static str {
+        match self {
+            JsonColumn::Text(name) | JsonColumn::Int(name) => name,
+        }
+    }
+}
+
+/// `INSERT INTO table (columns) SELECT … FROM <rows of $1> <tail>`, where `$1` is a
+/// JSON array of objects keyed by column name: one parameter and one short statement
+/// for any number of rows, so neither backend parses thousands of placeholders or
+/// binds a value at a time. PostgreSQL reads the rows with `json_to_recordset`,
+/// SQLite with `json_each`.
+pub fn json_rows_insert(backend: Backend, table: &str, columns: &[JsonColumn], tail: &str) -> String {
+    let names = columns.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ");
+    let source = match backend {
+        Backend::Postgres => {
+            let types = columns
+                .iter()
+                .map(|c| match c {
+                    JsonColumn::Text(n) => format!("{n} text"),
+                    JsonColumn::Int(n) => format!("{n} bigint"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("SELECT {names} FROM json_to_recordset(CAST($1 AS json)) AS r({types})")
+        }
+        Backend::Sqlite => {
+            let fields = columns
+                .iter()
+                .map(|c| format!("json_extract(value, '$.{}')", c.name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("SELECT {fields} FROM json_each($1)")
+        }
+    };
+    // SQLite needs a WHERE before an upsert tail on INSERT … SELECT (its parser
+    // cannot otherwise tell ON CONFLICT from a join constraint).
+    let filter = match backend {
+        Backend::Sqlite if !tail.is_empty() => " WHERE true",
+        _ => "",
+    };
+    format!("INSERT INTO {table} ({names}) {source}{filter} {tail}")
+}
+
+/// Runs [`json_rows_insert`] with `rows` (a JSON array) as its one parameter.
+pub async fn insert_json_rows(
+    tx: &mut Tx,
+    backend: Backend,
+    table: &str,
+    columns: &[JsonColumn],
+    tail: &str,
+    rows: String,
+) -> sqlx::Result<u64> {
+    let sql = json_rows_insert(backend, table, columns, tail);
+    let done = sqlx::query(AssertSqlSafe(sql)).bind(rows).execute(&mut **tx).await?;
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]

@@ -61,8 +61,9 @@ struct Args {
     #[arg(long, default_value = "GET")]
     method: String,
     /// Request body, sent as JSON; every `{n}` is replaced by the request's number
-    /// (`{n8}`: zero-padded to 8 digits), so each request can carry a distinct
-    /// person (the leads benchmark).
+    /// (`{n8}`: zero-padded to 8 digits, `{m10}`: its last digit), so each request
+    /// can carry a distinct person (the leads benchmark) and spread over ten
+    /// routing rules (the routing benchmark).
     #[arg(long)]
     body: Option<String>,
     /// Extra header `Name: value`; repeatable.
@@ -175,6 +176,7 @@ impl RequestTemplate {
             Some(template) => {
                 let body = template
                     .replace("{n8}", &format!("{:08}", i % 100_000_000))
+                    .replace("{m10}", &(i % 10).to_string())
                     .replace("{n}", &i.to_string());
                 format!("{}Content-Length: {}\r\n\r\n{body}", self.head, body.len()).into_bytes()
             }

@@ -93,7 +93,9 @@ pub async fn seed_demo(store: &Store, password: &str, password_given: bool) -> a
                 password_hash: Some(hash.clone()),
                 roles: BTreeSet::from([Role::Sdr]),
                 team_id: Some(team_id.clone()),
-                capacity: Some(50),
+                // No open-lead limit: demos and tests post leads by the thousand.
+                capacity: None,
+                daily_cap: None,
                 timezone: tenant.timezone.clone(),
                 working_hours: None,
             },

@@ -8,6 +8,7 @@ use crate::bus::{Message, QueueSpec};
 pub mod queues {
     pub const QUALIFY_CAPTURES: &str = "qualify.captures";
     pub const ROUTER_LEADS: &str = "router.leads";
+    pub const ROUTER_REROUTES: &str = "router.reroutes";
     pub const POOL_ASSIGNMENTS: &str = "pool.assignments";
 }
 
@@ -22,6 +23,11 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         name: queues::ROUTER_LEADS,
         bindings: &[LeadQualified::TOPIC],
         dead_letter_queue: "router.leads.dlq",
+    },
+    QueueSpec {
+        name: queues::ROUTER_REROUTES,
+        bindings: &[AssignmentRejected::TOPIC, SlaBreached::TOPIC],
+        dead_letter_queue: "router.reroutes.dlq",
     },
     QueueSpec {
         name: queues::POOL_ASSIGNMENTS,
@@ -111,6 +117,63 @@ pub struct AssignmentAccepted {
 
 impl Message for AssignmentAccepted {
     const TOPIC: &'static str = "assignment.accepted";
+}
+
+/// An assignee gave a lead up; the router offers it to the next owner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AssignmentRejected {
+    pub assignment_id: String,
+    pub lead_id: String,
+    pub staff_id: String,
+    pub reason: String,
+    /// Offers made for the lead before this one since it was routed afresh.
+    pub hop: i64,
+    /// `offer` or `escalation`.
+    pub kind: String,
+}
+
+impl Message for AssignmentRejected {
+    const TOPIC: &'static str = "assignment.rejected";
+}
+
+/// An offer's accept window closed unanswered; the offer expired and the router
+/// offers the lead to the next owner, escalates it or releases it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlaBreached {
+    pub assignment_id: String,
+    pub lead_id: String,
+    pub staff_id: String,
+    pub due_at_ms: i64,
+    pub hop: i64,
+    /// `offer` or `escalation`.
+    pub kind: String,
+}
+
+impl Message for SlaBreached {
+    const TOPIC: &'static str = "sla.breached";
+}
+
+/// Nobody took the lead in time: it is offered to a manager.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadEscalated {
+    pub lead_id: String,
+    pub manager_id: String,
+    pub assignment_id: String,
+}
+
+impl Message for LeadEscalated {
+    const TOPIC: &'static str = "lead.escalated";
+}
+
+/// A lead went to the public pool (公海) with nobody owning it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadReleased {
+    pub lead_id: String,
+    pub reason: String,
+}
+
+impl Message for LeadReleased {
+    const TOPIC: &'static str = "lead.released";
 }
 
 /// Scans of one code, landing on one member (or none) with one outcome, within one

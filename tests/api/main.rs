@@ -20,6 +20,7 @@ mod lead_flow;
 mod ops;
 mod pipeline;
 mod proxy;
+mod routing;
 mod security;
 mod staff_and_auth;
 mod tenancy;

@@ -11,7 +11,7 @@ mod qr;
 mod recorder;
 pub mod rotation;
 mod scan;
-pub mod schedule;
+pub use huoke_shared::schedule;
 mod snapshot;
 mod state;
 mod stats;

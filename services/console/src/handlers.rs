@@ -7,6 +7,7 @@ use huoke_shared::error::FieldError;
 use huoke_shared::http::Json;
 use huoke_shared::paging::{PageQuery, Paged};
 use huoke_shared::repo::{staff, tenants};
+use huoke_shared::schedule::Schedule;
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,7 +19,11 @@ pub struct NewStaffRequest {
     roles: Vec<String>,
     team_id: Option<String>,
     capacity: Option<i64>,
+    /// Most leads offered to this person in one local day.
+    daily_cap: Option<i64>,
     timezone: Option<String>,
+    /// Weekly hours in the staff member's time zone (the live-code schedule format):
+    /// routing offers leads only inside them.
     working_hours: Option<serde_json::Value>,
     /// Optional: staff without a password cannot sign in (e.g. card-only employees).
     password: Option<String>,
@@ -62,8 +67,17 @@ pub async fn create_staff(
     {
         errors.push(FieldError::new("password", "at least 8 characters"));
     }
-    if req.working_hours.as_ref().is_some_and(|w| !w.is_object()) {
-        errors.push(FieldError::new("working_hours", "an object of weekday → time windows"));
+    if req.daily_cap.is_some_and(|c| !(0..=100_000).contains(&c)) {
+        errors.push(FieldError::new("daily_cap", "between 0 and 100000"));
+    }
+    if let Some(hours) = &req.working_hours {
+        match serde_json::from_value::<Schedule>(hours.clone()) {
+            Ok(schedule) => errors.extend(schedule.check_as("working_hours")),
+            Err(err) => errors.push(FieldError::new(
+                "working_hours",
+                format!("{{\"weekly\": {{\"mon\": [{{\"start\": \"09:00\", \"end\": \"18:00\"}}]}}, \"dates_off\": [\"YYYY-MM-DD\"]}} ({err})"),
+            )),
+        }
     }
     let timezone = req.timezone.clone().unwrap_or_else(|| "Asia/Shanghai".into());
     if timezone.is_empty() || timezone.len() > 64 {
@@ -97,6 +111,7 @@ pub async fn create_staff(
             roles,
             team_id: req.team_id,
             capacity: req.capacity,
+            daily_cap: req.daily_cap,
             timezone,
             working_hours: req.working_hours,
         },

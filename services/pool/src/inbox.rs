@@ -1,12 +1,11 @@
 use actix_web::{HttpResponse, web};
 use huoke_shared::auth::{Caller, Role};
-use huoke_shared::bus::Envelope;
-use huoke_shared::clock::{now_ms, rfc3339};
-use huoke_shared::messages::AssignmentAccepted;
+use huoke_shared::clock::rfc3339;
+use huoke_shared::http::Json;
+use huoke_shared::lifecycle::{self, AssignmentRow, LifecycleError};
 use huoke_shared::paging::{PageQuery, Paged};
-use huoke_shared::store::Outbox;
 use huoke_shared::{ApiError, ApiResult, Infra};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::FromRow;
 
@@ -43,9 +42,11 @@ pub async fn list(infra: web::Data<Infra>, caller: Caller, query: web::Query<Pag
     caller.require_any(&[Role::Sdr])?;
     let page = query.parse()?;
     let rows: Vec<InboxRow> = sqlx::query_as(
-        "SELECT i.assignment_id, i.lead_id, i.state, i.sla_due_at, i.created_at,
-                l.grade, l.score, l.name, l.company, l.channel
-         FROM inbox_items i LEFT JOIN leads l ON l.tenant_id = i.tenant_id AND l.id = i.lead_id
+        "SELECT i.assignment_id, i.lead_id, COALESCE(a.state, i.state) AS state, COALESCE(a.sla_due_at, i.sla_due_at) AS sla_due_at,
+                i.created_at, l.grade, l.score, l.name, l.company, l.channel
+         FROM inbox_items i
+         LEFT JOIN assignments a ON a.tenant_id = i.tenant_id AND a.id = i.assignment_id
+         LEFT JOIN leads l ON l.tenant_id = i.tenant_id AND l.id = i.lead_id
          WHERE i.tenant_id = $1 AND i.staff_id = $2 AND ($3 = '' OR i.assignment_id < $3)
          ORDER BY i.assignment_id DESC LIMIT $4",
     )
@@ -73,93 +74,74 @@ pub async fn list(infra: web::Data<Infra>, caller: Caller, query: web::Query<Pag
     Ok(HttpResponse::Ok().json(Paged::from_rows(items, &page, |i| i.assignment_id.clone())))
 }
 
+fn lifecycle_error(err: LifecycleError) -> ApiError {
+    match err {
+        LifecycleError::NotFound(what) => ApiError::not_found(what),
+        LifecycleError::NotAssignee => ApiError::Forbidden("only the assignee can answer this assignment".into()),
+        LifecycleError::WrongState(state) => {
+            ApiError::Conflict(format!("the assignment is {state} and can no longer be answered"))
+        }
+        LifecycleError::Conflict(_) => ApiError::Conflict("the assignment changed meanwhile; read it again".into()),
+        LifecycleError::Store(err) => err.into(),
+    }
+}
+
+fn answer(row: &AssignmentRow) -> serde_json::Value {
+    let at = format!("{}_at", row.state);
+    json!({"assignment_id": row.id, "lead_id": row.lead_id, "state": row.state, at: rfc3339(row.updated_at)})
+}
+
 /// `POST /v1/assignments/{id}/accept`: the assignee takes the lead; the SLA clock stops.
 /// Accepting again is harmless and answers the same.
 pub async fn accept(infra: web::Data<Infra>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    let tenant = caller.tenant_id.as_str();
     let mut tx = infra.store.begin().await?;
-    let row: Option<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT staff_id, lead_id, state, updated_at FROM inbox_items WHERE tenant_id = $1 AND assignment_id = $2",
-    )
-    .bind(tenant)
-    .bind(id.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (staff_id, lead_id, state, updated_at) = row.ok_or_else(|| ApiError::not_found("assignment"))?;
-    if staff_id != caller.staff_id {
-        return Err(ApiError::Forbidden(
-            "only the assignee can accept this assignment".into(),
-        ));
-    }
-    match state.as_str() {
-        "accepted" => {
-            return Ok(HttpResponse::Ok().json(json!({"assignment_id": id.as_str(), "lead_id": lead_id, "state": "accepted", "accepted_at": rfc3339(updated_at)})));
+    let accepted = lifecycle::accept(&mut tx, &caller.tenant_id, &id, &caller.staff_id).await;
+    let row = match accepted {
+        Ok(row) => row,
+        // A concurrent accept by the same assignee won: answer what it did.
+        Err(LifecycleError::Conflict(_)) => {
+            drop(tx);
+            let mut tx = infra.store.begin().await?;
+            match lifecycle::assignment(&mut tx, &caller.tenant_id, &id).await? {
+                Some(row) if row.state == "accepted" && row.staff_id == caller.staff_id => {
+                    return Ok(HttpResponse::Ok().json(answer(&row)));
+                }
+                _ => return Err(lifecycle_error(LifecycleError::Conflict("assignment"))),
+            }
         }
-        "offered" => {}
-        other => {
-            return Err(ApiError::Conflict(format!(
-                "the assignment is {other} and can no longer be accepted"
-            )));
-        }
-    }
-    let now = now_ms();
-    // Guarded: of concurrent accepts only the first changes anything (PostgreSQL
-    // re-checks the condition once the other commits), so the history and the event
-    // are written once.
-    let won = sqlx::query(
-        "UPDATE inbox_items SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND assignment_id = $3 AND state = 'offered'",
-    )
-    .bind(now)
-    .bind(tenant)
-    .bind(id.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if won.rows_affected() == 0 {
-        drop(tx);
-        let accepted_at: Option<i64> = sqlx::query_scalar(
-            "SELECT updated_at FROM inbox_items WHERE tenant_id = $1 AND assignment_id = $2 AND state = 'accepted'",
-        )
-        .bind(tenant)
-        .bind(id.as_str())
-        .fetch_optional(infra.store.pool())
-        .await?;
-        return match accepted_at {
-            Some(at) => Ok(HttpResponse::Ok().json(
-                json!({"assignment_id": id.as_str(), "lead_id": lead_id, "state": "accepted", "accepted_at": rfc3339(at)}),
-            )),
-            None => Err(ApiError::Conflict("the assignment changed meanwhile; read it again".into())),
-        };
-    }
-    sqlx::query("UPDATE assignments SET state = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND state = 'offered'")
-        .bind(now)
-        .bind(tenant)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE leads SET status = 'accepted', updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'assigned'")
-        .bind(now)
-        .bind(tenant)
-        .bind(&lead_id)
-        .execute(&mut *tx)
-        .await?;
-    huoke_shared::repo::history::record(
-        &mut tx,
-        tenant,
-        &lead_id,
-        "accepted",
-        &caller.staff_id,
-        json!({"assignment_id": id.as_str()}),
-    )
-    .await?;
-    let event = AssignmentAccepted {
-        assignment_id: id.to_string(),
-        lead_id: lead_id.clone(),
-        staff_id: caller.staff_id.clone(),
+        Err(err) => return Err(lifecycle_error(err)),
     };
-    Outbox::add(&mut tx, &Envelope::new(tenant, &event)).await?;
     tx.commit().await?;
     infra.kick_outbox();
-    Ok(HttpResponse::Ok().json(
-        json!({"assignment_id": id.as_str(), "lead_id": lead_id, "state": "accepted", "accepted_at": rfc3339(now)}),
-    ))
+    Ok(HttpResponse::Ok().json(answer(&row)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    reason: String,
+}
+
+/// `POST /v1/assignments/{id}/reject {reason}`: the assignee gives the lead up; the
+/// router offers it to the next owner at once.
+pub async fn reject(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Json<Rejection>,
+) -> ApiResult<HttpResponse> {
+    let reason = body.0.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::invalid(
+            "reason",
+            "1 to 500 characters: why the lead is given up",
+        ));
+    }
+    let mut tx = infra.store.begin().await?;
+    let row = lifecycle::reject(&mut tx, &caller.tenant_id, &id, &caller.staff_id, &reason)
+        .await
+        .map_err(lifecycle_error)?;
+    tx.commit().await?;
+    infra.kick_outbox();
+    Ok(HttpResponse::Ok().json(answer(&row)))
 }

@@ -1,5 +1,5 @@
 //! pool: the SDR's side. Projects `lead.assigned` into each SDR's inbox and lets
-//! the assignee accept within the SLA.
+//! the assignee accept or reject an offer (the lead lifecycle in `huoke_shared::lifecycle`).
 
 mod consumer;
 mod inbox;
@@ -19,7 +19,8 @@ pub fn service() -> ServiceDef {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/inbox", web::get().to(inbox::list))
-        .route("/v1/assignments/{id}/accept", web::post().to(inbox::accept));
+        .route("/v1/assignments/{id}/accept", web::post().to(inbox::accept))
+        .route("/v1/assignments/{id}/reject", web::post().to(inbox::reject));
 }
 
 fn consumers(infra: &Infra) -> Vec<Consumer> {

@@ -298,7 +298,7 @@ impl QualifyCaptures {
                 Value::from(scored.grade),
                 Value::from(serde_json::to_string(&scored.reasons).map_err(anyhow::Error::from)?),
                 Value::from(scored.is_mql as i64),
-                Value::from("new"),
+                Value::from(huoke_shared::lifecycle::LeadStatus::New.as_str()),
                 Value::from(now),
                 Value::from(now),
             ]);

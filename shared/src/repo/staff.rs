@@ -17,6 +17,7 @@ pub struct StaffRow {
     pub roles: String,
     pub team_id: Option<String>,
     pub capacity: Option<i64>,
+    pub daily_cap: Option<i64>,
     pub timezone: String,
     pub working_hours: Option<String>,
     pub active: i64,
@@ -31,6 +32,7 @@ pub struct NewStaff {
     pub roles: BTreeSet<Role>,
     pub team_id: Option<String>,
     pub capacity: Option<i64>,
+    pub daily_cap: Option<i64>,
     pub timezone: String,
     pub working_hours: Option<serde_json::Value>,
 }
@@ -44,6 +46,7 @@ pub struct StaffView {
     pub roles: Vec<Role>,
     pub team_id: Option<String>,
     pub capacity: Option<i64>,
+    pub daily_cap: Option<i64>,
     pub timezone: String,
     pub working_hours: Option<serde_json::Value>,
     pub active: bool,
@@ -64,6 +67,7 @@ impl StaffRow {
             roles: self.roles().into_iter().collect(),
             team_id: self.team_id.clone(),
             capacity: self.capacity,
+            daily_cap: self.daily_cap,
             timezone: self.timezone.clone(),
             working_hours: self.working_hours.as_deref().and_then(|w| serde_json::from_str(w).ok()),
             active: self.active != 0,
@@ -73,7 +77,7 @@ impl StaffRow {
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at, wecom_userid";
+const COLUMNS: &str = "id, tenant_id, name, email, password_hash, roles, team_id, capacity, daily_cap, timezone, working_hours, active, created_at, wecom_userid";
 
 pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::Result<StaffRow> {
     let row = StaffRow {
@@ -85,6 +89,7 @@ pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::
         roles: roles_to_string(&new.roles),
         team_id: new.team_id,
         capacity: new.capacity,
+        daily_cap: new.daily_cap,
         timezone: new.timezone,
         working_hours: new.working_hours.map(|w| w.to_string()),
         active: 1,
@@ -92,8 +97,8 @@ pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::
         wecom_userid: None,
     };
     sqlx::query(
-        "INSERT INTO staff (id, tenant_id, name, email, password_hash, roles, team_id, capacity, timezone, working_hours, active, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO staff (id, tenant_id, name, email, password_hash, roles, team_id, capacity, daily_cap, timezone, working_hours, active, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&row.id)
     .bind(&row.tenant_id)
@@ -103,6 +108,7 @@ pub async fn insert_staff(tx: &mut Tx, tenant_id: &str, new: NewStaff) -> sqlx::
     .bind(&row.roles)
     .bind(&row.team_id)
     .bind(row.capacity)
+    .bind(row.daily_cap)
     .bind(&row.timezone)
     .bind(&row.working_hours)
     .bind(row.active)

@@ -93,6 +93,7 @@ pub async fn create_tenant(
             roles: BTreeSet::from([Role::Admin]),
             team_id: None,
             capacity: None,
+            daily_cap: None,
             timezone: tenant.timezone.clone(),
             working_hours: None,
         },

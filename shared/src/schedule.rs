@@ -1,18 +1,21 @@
-//! Weekly availability in the tenant's time zone, plus dates off.
+//! Weekly availability in a time zone, plus dates off and adjusted working days:
+//! a live code's schedule, a staff member's working hours.
 //!
 //! ```json
 //! {"timezone": "Asia/Shanghai",
 //!  "weekly": {"mon": [{"start": "09:00", "end": "18:00"}], "sat": []},
-//!  "dates_off": ["2026-10-01"]}
+//!  "dates_off": ["2026-10-01"],
+//!  "workdays": ["2026-10-11"]}
 //! ```
 //! A weekday missing from `weekly` is closed. Windows are `[start, end)`; an end of
-//! `24:00` means midnight.
+//! `24:00` means midnight. A date in `workdays` (China's adjusted working days, 调休,
+//! when a weekend day is worked) is open with Monday's windows.
 
 use std::collections::BTreeMap;
 
+use crate::error::FieldError;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
-use huoke_shared::error::FieldError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +34,8 @@ pub struct Schedule {
     pub weekly: BTreeMap<String, Vec<Window>>,
     #[serde(default)]
     pub dates_off: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workdays: Vec<String>,
 }
 
 pub const DEFAULT_TZ: Tz = chrono_tz::Asia::Shanghai;
@@ -69,17 +74,22 @@ pub fn local_day(now: DateTime<Utc>, tz: Tz) -> String {
 
 impl Schedule {
     pub fn check(&self) -> Vec<FieldError> {
+        self.check_as("schedule")
+    }
+
+    /// Problems, with field names under `field` (e.g. `working_hours`).
+    pub fn check_as(&self, field: &str) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if parse_tz(self.timezone.as_deref()).is_none() {
             errors.push(FieldError::new(
-                "schedule.timezone",
+                format!("{field}.timezone"),
                 "an IANA time zone such as Asia/Shanghai",
             ));
         }
         for (day, windows) in &self.weekly {
             if !DAYS.iter().any(|(d, _)| d == day) {
                 errors.push(FieldError::new(
-                    format!("schedule.weekly.{day}"),
+                    format!("{field}.weekly.{day}"),
                     "weekdays are mon, tue, wed, thu, fri, sat, sun",
                 ));
             }
@@ -87,21 +97,51 @@ impl Schedule {
                 match (minutes(&w.start), minutes(&w.end)) {
                     (Some(s), Some(e)) if s < e => {}
                     _ => errors.push(FieldError::new(
-                        format!("schedule.weekly.{day}[{i}]"),
+                        format!("{field}.weekly.{day}[{i}]"),
                         "HH:MM start before HH:MM end",
                     )),
                 }
             }
         }
-        for (i, d) in self.dates_off.iter().enumerate() {
-            if NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                errors.push(FieldError::new(
-                    format!("schedule.dates_off[{i}]"),
-                    "a date as YYYY-MM-DD",
-                ));
+        for (list, dates) in [("dates_off", &self.dates_off), ("workdays", &self.workdays)] {
+            for (i, d) in dates.iter().enumerate() {
+                if NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                    errors.push(FieldError::new(format!("{field}.{list}[{i}]"), "a date as YYYY-MM-DD"));
+                }
             }
         }
         errors
+    }
+
+    /// The open windows of a local date, as minutes after midnight `[start, end)`:
+    /// none on a date off; Monday's on an adjusted working day.
+    pub fn windows_on(&self, date: NaiveDate) -> Vec<(u32, u32)> {
+        let key = date.format("%Y-%m-%d").to_string();
+        if self.dates_off.contains(&key) {
+            return Vec::new();
+        }
+        let weekday = if self.workdays.contains(&key) {
+            Weekday::Mon
+        } else {
+            date.weekday()
+        };
+        let Some((name, _)) = DAYS.iter().find(|(_, w)| *w == weekday) else {
+            return Vec::new();
+        };
+        let mut windows: Vec<(u32, u32)> = self
+            .weekly
+            .get(*name)
+            .map(|ws| {
+                ws.iter()
+                    .filter_map(|w| match (minutes(&w.start), minutes(&w.end)) {
+                        (Some(s), Some(e)) if s < e => Some((s, e)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        windows.sort_unstable();
+        windows
     }
 
     /// Whether `now` falls in an open window (checked values only).
@@ -116,7 +156,12 @@ impl Schedule {
         if self.dates_off.contains(&date) {
             return false;
         }
-        let Some((name, _)) = DAYS.iter().find(|(_, w)| *w == local.weekday()) else {
+        let weekday = if self.workdays.contains(&date) {
+            Weekday::Mon
+        } else {
+            local.weekday()
+        };
+        let Some((name, _)) = DAYS.iter().find(|(_, w)| *w == weekday) else {
             return false;
         };
         let minute = local.hour() * 60 + local.minute();
@@ -157,6 +202,16 @@ mod tests {
     fn dates_off_close_the_day() {
         // Monday 2026-11-30 is a date off.
         assert!(!office_hours().is_open(Utc.with_ymd_and_hms(2026, 11, 30, 2, 0, 0).unwrap(), DEFAULT_TZ));
+    }
+
+    #[test]
+    fn an_adjusted_working_day_opens_with_mondays_hours() {
+        let mut s = office_hours();
+        // Saturday 2026-11-28, 10:00 in Shanghai.
+        let saturday = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        assert!(!s.is_open(saturday, DEFAULT_TZ));
+        s.workdays.push("2026-11-28".into());
+        assert!(s.is_open(saturday, DEFAULT_TZ));
     }
 
     #[test]

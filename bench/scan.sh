@@ -366,6 +366,13 @@ not_picked() { # target
     curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" \
         | awk '/^huoke_scans_total/ && !/outcome="member"/ {s += $NF} END {printf "%d\n", s}'
 }
+# Scan records the server dropped instead of writing (a full buffer): a run that drops
+# any did less work than it claims, so it fails.
+dropped() { # target
+    [ "$1" = bare ] && { echo 0; return; }
+    curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" \
+        | awk '/^huoke_scans_dropped_total/ {s += $NF} END {printf "%d\n", s}'
+}
 # Before every measured run: fresh cap counters (and a fresh huoke-mem process), and
 # the sticky keys of earlier runs deleted, so that no run pays for the millions of keys
 # (and the Redis table resizes) its predecessors left behind.
@@ -379,6 +386,7 @@ prepare() { # target
         curl -s -o /dev/null "$(url_of huoke-mem)"
     fi
     NOT_PICKED_BEFORE=$(not_picked "$1")
+    DROPPED_BEFORE=$(dropped "$1")
 }
 # After every measured run: no scan may have missed a member.
 verify() { # target what
@@ -386,6 +394,9 @@ verify() { # target what
     now=$(not_picked "$1")
     [ "$now" = "$NOT_PICKED_BEFORE" ] \
         || die "$2: $((now - NOT_PICKED_BEFORE)) scans were not picks (caps full?): raise STAFF"
+    now=$(dropped "$1")
+    [ "$now" = "$DROPPED_BEFORE" ] \
+        || die "$2: the server dropped $((now - DROPPED_BEFORE)) scan records instead of writing them"
 }
 # The highest cap counter must stay below the limit, or some scans were not picks.
 check_caps() { # what

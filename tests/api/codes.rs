@@ -19,7 +19,21 @@ on_both_backends!(
     stats_count_scans_visitors_picks_and_captures,
     codes_stay_inside_their_tenant,
     a_flood_from_one_address_is_refused,
+    the_scan_path_answers_only_get_on_one_segment,
 );
+
+async fn the_scan_path_answers_only_get_on_one_segment(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let client = no_redirects();
+    let post = client.post(app.url("/s/abcdefgh12")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    for path in ["/s/abcdefgh12/more", "/s/", "/s", "/s/abc%20defgh12"] {
+        let resp = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+    app.stop().await;
+}
 
 pub async fn create_code(app: &TestApp, token: &str, body: Value) -> Value {
     let (status, code) = app.post(token, "/v1/live-codes", &body).await;

@@ -48,7 +48,7 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
     });
     let routes: Routes = Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
-            .route("/s/{code}", web::get().to(scan::scan))
+            .service(web::scope("/s").default_service(web::to(scan::scan)))
             .route("/v1/live-codes", web::post().to(admin::create))
             .route("/v1/live-codes", web::get().to(admin::list))
             .route("/v1/live-codes/{id}", web::get().to(admin::get))

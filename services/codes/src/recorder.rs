@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::snapshot::Snapshot;
 
 const BUFFER: usize = 100_000;
+/// Rows per transaction.
 const BATCH: usize = 5_000;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const MINUTE_MS: i64 = 60_000;
@@ -66,26 +67,29 @@ async fn flush_loop(infra: Infra, mut rx: mpsc::Receiver<ScanRecord>, mut stop: 
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Gather for a whole interval (one write per interval however busy), unless
-        // the batch fills first.
+        // Gather for a whole interval: one write per interval while scans are few.
         let stopping = tokio::select! {
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+        // Then write everything that gathered, a batch at a time, so the buffer
+        // empties at any scan rate the store can take.
+        loop {
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
             }
-        }
-        if stopping {
-            while let Ok(record) = rx.try_recv() {
-                batch.push(record);
+            if batch.is_empty() {
+                break;
             }
-        }
-        if !batch.is_empty() {
+            let full = batch.len() == BATCH;
             write_with_retries(&infra, &batch).await;
             batch.clear();
+            if !full {
+                break;
+            }
         }
         if stopping {
             return;

@@ -29,15 +29,18 @@ pub fn plausible_code(code: &str) -> bool {
     (8..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-pub async fn scan(
-    req: HttpRequest,
-    infra: web::Data<Infra>,
-    state: web::Data<CodesState>,
-    code: web::Path<String>,
-) -> HttpResponse {
-    use actix_web::http::StatusCode;
+/// Serves everything under `/s/` (the default service of the `/s` scope): the code
+/// is the rest of the path. Routing by prefix costs a string comparison where a
+/// `/s/{code}` route would run a regex on every scan.
+pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<CodesState>) -> HttpResponse {
+    use actix_web::http::{Method, StatusCode, header::ALLOW};
     RouteLabel("/s/{code}").set(&req);
-    let code = code.into_inner();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return HttpResponse::MethodNotAllowed()
+            .insert_header((ALLOW, "GET, HEAD"))
+            .finish();
+    }
+    let code = req.path().strip_prefix("/s/").unwrap_or_default().to_string();
     if !plausible_code(&code) {
         return html(StatusCode::NOT_FOUND, pages::not_found());
     }

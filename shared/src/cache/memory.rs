@@ -1,15 +1,29 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Cache, CappedIncrement};
 
-/// In-process twin of the Redis cache, for `huoke dev` and tests. One mutex makes
-/// every operation atomic, as single Redis commands are.
-#[derive(Default)]
+const SHARDS: usize = 16;
+
+/// In-process twin of the Redis cache, for `huoke dev` and tests. Keys are spread
+/// over shards, each behind its own mutex, which makes every single-key operation
+/// atomic as single Redis commands are; the HTTP workers rarely wait for each other,
+/// and a table growing past millions of keys rehashes one shard at a time.
 pub struct MemoryCache {
-    entries: Mutex<Entries>,
+    hasher: RandomState,
+    shards: [Mutex<Entries>; SHARDS],
+}
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        MemoryCache {
+            hasher: RandomState::new(),
+            shards: std::array::from_fn(|_| Mutex::new(Entries::default())),
+        }
+    }
 }
 
 /// Expired entries are removed a few at a time on every call, oldest deadline first,
@@ -99,8 +113,12 @@ impl MemoryCache {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Entries, Instant) -> T) -> T {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Runs `f` on the shard holding `key`, after sweeping a few of its expired entries.
+    fn with<T>(&self, key: &str, f: impl FnOnce(&mut Entries, Instant) -> T) -> T {
+        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let mut entries = self.shards[shard]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         entries.sweep(now);
         f(&mut entries, now)
@@ -108,7 +126,10 @@ impl MemoryCache {
 
     /// Entries held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.with(|m, _| m.map.len())
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,16 +140,16 @@ impl MemoryCache {
 #[async_trait::async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self.with(|m, now| m.get_live(key, now).map(|e| e.value.clone())))
+        Ok(self.with(key, |m, now| m.get_live(key, now).map(|e| e.value.clone())))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> anyhow::Result<()> {
-        self.with(|m, now| m.insert(key, value.to_string(), ttl.map(|t| now + t)));
+        self.with(key, |m, now| m.insert(key, value.to_string(), ttl.map(|t| now + t)));
         Ok(())
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
-        Ok(self.with(|m, now| {
+        Ok(self.with(key, |m, now| {
             if m.get_live(key, now).is_some() {
                 return false;
             }
@@ -138,7 +159,7 @@ impl Cache for MemoryCache {
     }
 
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> anyhow::Result<i64> {
-        self.with(|m, now| {
+        self.with(key, |m, now| {
             let live = m.get_live(key, now);
             let current = match live {
                 Some(e) => Some(
@@ -159,7 +180,7 @@ impl Cache for MemoryCache {
     }
 
     async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>> {
-        self.with(|m, now| m.incr_capped(key, limit, ttl, now))
+        self.with(key, |m, now| m.incr_capped(key, limit, ttl, now))
     }
 
     async fn incr_capped_then_set(
@@ -169,17 +190,17 @@ impl Cache for MemoryCache {
         value: &str,
         ttl: Option<Duration>,
     ) -> anyhow::Result<Option<i64>> {
-        self.with(|m, now| {
-            let reserved = m.incr_capped(cap.key, cap.limit, cap.ttl, now)?;
-            if reserved.is_some() {
-                m.insert(key, value.to_string(), ttl.map(|t| now + t));
-            }
-            Ok(reserved)
-        })
+        // The reservation is atomic in its shard; the value is written after it, and
+        // only when it succeeded.
+        let reserved = self.with(cap.key, |m, now| m.incr_capped(cap.key, cap.limit, cap.ttl, now))?;
+        if reserved.is_some() {
+            self.with(key, |m, now| m.insert(key, value.to_string(), ttl.map(|t| now + t)));
+        }
+        Ok(reserved)
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
-        self.with(|m, _| m.map.remove(key));
+        self.with(key, |m, _| m.map.remove(key));
         Ok(())
     }
 
@@ -207,13 +228,17 @@ mod tests {
         }
         cache.set("kept", "v", None).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        // Each call removes a few: a bounded number of calls empties the map.
+        // Each call removes a few from its key's shard: a bounded number of calls on
+        // every key empties the map.
         for _ in 0..(100 / SWEEP_PER_CALL + 1) {
-            assert_eq!(
-                cache.get("k0").await.unwrap(),
-                None,
-                "expired entries are never answered"
-            );
+            for i in 0..100 {
+                let key = format!("k{i}");
+                assert_eq!(
+                    cache.get(&key).await.unwrap(),
+                    None,
+                    "expired entries are never answered"
+                );
+            }
         }
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.get("kept").await.unwrap().as_deref(), Some("v"));

@@ -97,8 +97,14 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 API="http://127.0.0.1:$PORT"
-TOKEN=$(curl -fsS "$API/v1/auth/token" -H 'content-type: application/json' \
-    -d "{\"tenant\":\"demo\",\"email\":\"admin@demo.local\",\"password\":\"$PASSWORD\"}" | jq -r .access_token)
+# The demo tenant is seeded just after the server starts answering: try for a while.
+TOKEN=
+for _ in $(seq 1 100); do
+    TOKEN=$(curl -sS "$API/v1/auth/token" -H 'content-type: application/json' \
+        -d "{\"tenant\":\"demo\",\"email\":\"admin@demo.local\",\"password\":\"$PASSWORD\"}" | jq -r .access_token)
+    [ -n "$TOKEN" ] && [ "$TOKEN" != null ] && break
+    sleep 0.3
+done
 [ -n "$TOKEN" ] && [ "$TOKEN" != null ] || die "could not sign in"
 call() { # method path [json]
     curl -fsS -X "$1" "$API$2" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' ${3:+-d "$3"}
@@ -111,7 +117,7 @@ FIRST_SDR=
 for t in 0 1 2 3 4; do
     members=()
     for i in 0 1 2 3 4 5 6 7 8 9; do
-        id=$(call POST /v1/staff "{\"name\":\"SDR $t$i\",\"email\":\"sdr$t$i@bench.example\",\"roles\":[\"sdr\"],\"capacity\":100000}" | jq -r .id)
+        id=$(call POST /v1/staff "{\"name\":\"SDR $t$i\",\"email\":\"sdr$t$i@bench.example\",\"roles\":[\"sdr\"],\"capacity\":10000}" | jq -r .id)
         members+=("\"$id\"")
         [ -n "$FIRST_SDR" ] || FIRST_SDR=$id
     done

@@ -3,6 +3,7 @@
 //!
 //! Services depend on this crate and never on each other.
 
+pub mod apikeys;
 pub mod auth;
 pub mod bus;
 pub mod cache;

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod api_keys;
 mod bus_contract;
 mod cache_contract;
 mod cards;
@@ -17,6 +18,7 @@ mod codes_wecom;
 mod durability;
 mod input_errors;
 mod lead_flow;
+mod openapi;
 mod ops;
 mod pipeline;
 mod proxy;
@@ -24,3 +26,4 @@ mod routing;
 mod security;
 mod staff_and_auth;
 mod tenancy;
+mod webhooks;

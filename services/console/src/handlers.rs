@@ -1,5 +1,3 @@
-use std::collections::BTreeSet;
-
 use actix_web::{HttpResponse, web};
 use huoke_shared::auth::{Caller, Role};
 use huoke_shared::contact::Email;
@@ -44,18 +42,7 @@ pub async fn create_staff(
     let email = Email::parse(&req.email)
         .map_err(|e| errors.push(FieldError::new("email", e)))
         .ok();
-    let mut roles = BTreeSet::new();
-    for r in &req.roles {
-        match Role::parse(r) {
-            Some(role) => {
-                roles.insert(role);
-            }
-            None => errors.push(FieldError::new(
-                "roles",
-                format!("unknown role `{r}` (admin, manager, marketer, sdr)"),
-            )),
-        }
-    }
+    let roles = huoke_shared::auth::parse_roles(&req.roles, "roles", &mut errors);
     if req.roles.is_empty() {
         errors.push(FieldError::new("roles", "at least one role"));
     }

@@ -1,6 +1,7 @@
 //! console: tenants' people and access — sign-in tokens, staff, teams, `/v1/me` —
 //! and the landing page of the web console.
 
+mod api_keys;
 mod campaigns;
 mod dead_letters;
 mod handlers;
@@ -23,6 +24,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(handlers::landing))
         .route("/v1/auth/token", web::post().to(signin::issue_token))
         .route("/v1/auth/refresh", web::post().to(refresh::refresh))
+        .route("/v1/api-keys", web::post().to(api_keys::create))
+        .route("/v1/api-keys", web::get().to(api_keys::list))
+        .route("/v1/api-keys/{id}", web::delete().to(api_keys::revoke))
         .route("/v1/staff", web::post().to(handlers::create_staff))
         .route("/v1/staff", web::get().to(handlers::list_staff))
         .route("/v1/staff/{id}", web::get().to(handlers::get_staff))

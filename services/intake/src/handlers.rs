@@ -1,5 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, web};
-use huoke_shared::auth::Caller;
+use huoke_shared::apikeys::{Principal, Scope};
 use huoke_shared::capture::{CaptureInput, Submission, accept};
 use huoke_shared::clock::rfc3339;
 use huoke_shared::http::Json;
@@ -11,9 +11,10 @@ use sqlx::FromRow;
 pub async fn post_lead(
     req: HttpRequest,
     infra: web::Data<Infra>,
-    caller: Caller,
+    principal: Principal,
     body: Json<CaptureInput>,
 ) -> ApiResult<HttpResponse> {
+    principal.require_scope(&[Scope::LeadsWrite])?;
     let key = req
         .headers()
         .get("Idempotency-Key")
@@ -21,9 +22,10 @@ pub async fn post_lead(
         .transpose()
         .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
         .filter(|k| !k.is_empty());
+    let actor = principal.actor();
     let who = Submission {
-        tenant_id: &caller.tenant_id,
-        created_by: &caller.staff_id,
+        tenant_id: principal.tenant_id(),
+        created_by: &actor,
         idempotency_key: key.as_deref(),
     };
     let capture_id = accept(&infra, who, &body.0).await?;
@@ -44,11 +46,16 @@ struct CaptureRow {
 }
 
 /// `GET /v1/captures/{id}`: where a capture stands.
-pub async fn get_capture(infra: web::Data<Infra>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get_capture(
+    infra: web::Data<Infra>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    principal.require_scope(&[Scope::LeadsWrite, Scope::LeadsRead])?;
     let row: CaptureRow = sqlx::query_as(
         "SELECT id, channel, status, lead_id, errors, created_at, updated_at FROM captures WHERE tenant_id = $1 AND id = $2",
     )
-    .bind(&caller.tenant_id)
+    .bind(principal.tenant_id())
     .bind(id.as_str())
     .fetch_optional(infra.store.pool())
     .await?

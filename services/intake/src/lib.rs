@@ -1,8 +1,11 @@
 //! intake: accepts captures from every channel, validates and normalises them,
 //! makes them durable (capture row + outbox row in one transaction) and only then
-//! answers 202. The outbox relay publishes `capture.received`.
+//! answers 202. The outbox relay publishes `capture.received`. Callers: staff, API
+//! keys with `leads:write`, and signed webhooks from the sources an admin made.
 
 mod handlers;
+mod hooks;
+mod mapping;
 
 use actix_web::web;
 use huoke_shared::{Running, ServiceDef};
@@ -17,5 +20,9 @@ pub fn service() -> ServiceDef {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/leads", web::post().to(handlers::post_lead))
-        .route("/v1/captures/{id}", web::get().to(handlers::get_capture));
+        .route("/v1/captures/{id}", web::get().to(handlers::get_capture))
+        .route("/v1/webhook-sources", web::post().to(hooks::create_source))
+        .route("/v1/webhook-sources", web::get().to(hooks::list_sources))
+        .route("/v1/webhook-sources/{id}", web::delete().to(hooks::disable_source))
+        .route("/hooks/{source_id}", web::post().to(hooks::receive));
 }

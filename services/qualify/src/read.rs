@@ -2,7 +2,7 @@
 //! current assignment and history.
 
 use actix_web::{HttpResponse, web};
-use huoke_shared::auth::Caller;
+use huoke_shared::apikeys::{Principal, Scope};
 use huoke_shared::clock::rfc3339;
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde_json::{Value, json};
@@ -41,9 +41,11 @@ fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-pub async fn get_lead(infra: web::Data<Infra>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+/// Staff of the tenant, or an API key with `leads:read`.
+pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    principal.require_scope(&[Scope::LeadsRead])?;
     let pool = infra.store.pool();
-    let tenant = caller.tenant_id.as_str();
+    let tenant = principal.tenant_id();
     let lead: LeadRow = sqlx::query_as(
         "SELECT id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, owner_id, created_at, updated_at
          FROM leads WHERE tenant_id = $1 AND id = $2",

@@ -32,6 +32,7 @@ pub mod store;
 pub mod telemetry;
 pub mod visitor;
 pub mod wecom;
+pub mod wecom_crypto;
 
 pub use error::{ApiError, ApiResult};
 pub use infra::Infra;

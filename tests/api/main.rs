@@ -27,3 +27,4 @@ mod security;
 mod staff_and_auth;
 mod tenancy;
 mod webhooks;
+mod wecom_callback;

@@ -1,11 +1,13 @@
 //! intake: accepts captures from every channel, validates and normalises them,
 //! makes them durable (capture row + outbox row in one transaction) and only then
 //! answers 202. The outbox relay publishes `capture.received`. Callers: staff, API
-//! keys with `leads:write`, and signed webhooks from the sources an admin made.
+//! keys with `leads:write`, signed webhooks from the sources an admin made, and
+//! WeCom's customer-contact callback.
 
 mod handlers;
 mod hooks;
 mod mapping;
+mod wecom_callback;
 
 use actix_web::web;
 use huoke_shared::{Running, ServiceDef};
@@ -24,5 +26,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/webhook-sources", web::post().to(hooks::create_source))
         .route("/v1/webhook-sources", web::get().to(hooks::list_sources))
         .route("/v1/webhook-sources/{id}", web::delete().to(hooks::disable_source))
-        .route("/hooks/{source_id}", web::post().to(hooks::receive));
+        .route("/hooks/{source_id}", web::post().to(hooks::receive))
+        .route("/hooks/wecom/{tenant_id}", web::get().to(wecom_callback::verify_url))
+        .route("/hooks/wecom/{tenant_id}", web::post().to(wecom_callback::receive));
 }

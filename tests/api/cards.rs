@@ -90,7 +90,7 @@ fn urlencode(s: &str) -> String {
     out
 }
 
-fn form_body(fields: &[(&str, &str)]) -> String {
+pub fn form_body(fields: &[(&str, &str)]) -> String {
     fields
         .iter()
         .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))

@@ -16,6 +16,7 @@ mod codes;
 mod codes_qr;
 mod codes_wecom;
 mod durability;
+mod forms;
 mod input_errors;
 mod lead_flow;
 mod openapi;

@@ -36,7 +36,12 @@ fn registered() -> BTreeSet<(String, String)> {
             let start = at + found + ".route(".len();
             let (path, end) = next_literal(&squeezed, start).unwrap();
             let rest = &squeezed[end..];
-            if let Some(method) = rest.strip_prefix(",web::").and_then(|r| r.split("()").next()) {
+            if let Some(call) = rest.strip_prefix(",web::") {
+                // `web::get()`, or `web::method(Method::OPTIONS)`.
+                let method = match call.strip_prefix("method(") {
+                    Some(m) => m.split(')').next().unwrap().rsplit("::").next().unwrap(),
+                    None => call.split("()").next().unwrap(),
+                };
                 routes.insert((method.to_uppercase(), path));
             }
             at = end;
@@ -71,7 +76,7 @@ fn documented() -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+            if ["get", "post", "put", "patch", "delete", "options"].contains(&method.as_str()) {
                 ops.insert((method.to_uppercase(), path.clone()));
             }
         }

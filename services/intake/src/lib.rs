@@ -2,8 +2,9 @@
 //! makes them durable (capture row + outbox row in one transaction) and only then
 //! answers 202. The outbox relay publishes `capture.received`. Callers: staff, API
 //! keys with `leads:write`, signed webhooks from the sources an admin made, and
-//! WeCom's customer-contact callback.
+//! WeCom's customer-contact callback, and hosted web forms.
 
+mod forms;
 mod handlers;
 mod hooks;
 mod mapping;
@@ -28,5 +29,16 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/webhook-sources/{id}", web::delete().to(hooks::disable_source))
         .route("/hooks/{source_id}", web::post().to(hooks::receive))
         .route("/hooks/wecom/{tenant_id}", web::get().to(wecom_callback::verify_url))
-        .route("/hooks/wecom/{tenant_id}", web::post().to(wecom_callback::receive));
+        .route("/hooks/wecom/{tenant_id}", web::post().to(wecom_callback::receive))
+        .route("/v1/forms", web::post().to(forms::create))
+        .route("/v1/forms", web::get().to(forms::list))
+        .route("/v1/forms/{id}", web::get().to(forms::get))
+        .route("/v1/forms/{id}", web::patch().to(forms::update))
+        .route("/f/{id}", web::get().to(forms::public::show))
+        .route("/f/{id}", web::post().to(forms::public::post_page))
+        .route("/f/{id}/submit", web::post().to(forms::public::post_json))
+        .route(
+            "/f/{id}/submit",
+            web::method(actix_web::http::Method::OPTIONS).to(forms::public::preflight),
+        );
 }

@@ -17,6 +17,7 @@ mod codes_qr;
 mod codes_wecom;
 mod durability;
 mod forms;
+mod imports;
 mod input_errors;
 mod lead_flow;
 mod openapi;

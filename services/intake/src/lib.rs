@@ -7,6 +7,7 @@
 mod forms;
 mod handlers;
 mod hooks;
+mod imports;
 mod mapping;
 mod wecom_callback;
 
@@ -17,12 +18,19 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: "intake",
         needs: huoke_shared::Needs::STORE,
-        start: |_, _| Running::new(routes, Vec::new()),
+        start: |infra, stop| {
+            let mut running = Running::new(routes, Vec::new());
+            running.tasks.push(imports::worker::start(infra.clone(), stop.clone()));
+            running
+        },
     }
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/leads", web::post().to(handlers::post_lead))
+        .route("/v1/leads/bulk", web::post().to(imports::upload))
+        .route("/v1/imports/{id}", web::get().to(imports::status))
+        .route("/v1/imports/{id}/errors", web::get().to(imports::errors_csv))
         .route("/v1/captures/{id}", web::get().to(handlers::get_capture))
         .route("/v1/webhook-sources", web::post().to(hooks::create_source))
         .route("/v1/webhook-sources", web::get().to(hooks::list_sources))

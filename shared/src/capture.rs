@@ -215,6 +215,110 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     Ok(capture_id)
 }
 
+/// Many captures of one submitter in one transaction (a bulk import's batch): each
+/// row has its own idempotency key; a row whose key was stored before answers its
+/// first capture, an invalid row its problems. If another writer stored one of the
+/// keys meanwhile, the batch is redone a row at a time through [`accept`].
+pub async fn accept_many(
+    infra: &Infra,
+    tenant_id: &str,
+    created_by: &str,
+    rows: &[(String, CaptureInput)],
+) -> Result<Vec<Result<String, Vec<FieldError>>>, ApiError> {
+    use crate::store::bulk::{self, Value, placeholders};
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT idempotency_key, id FROM captures WHERE tenant_id = $1 AND idempotency_key IN ({})",
+        placeholders(2, rows.len())
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql)).bind(tenant_id);
+    for (key, _) in rows {
+        query = query.bind(key);
+    }
+    let seen: std::collections::HashMap<String, String> =
+        query.fetch_all(infra.store.pool()).await?.into_iter().collect();
+    let now = now_ms();
+    let (mut answers, mut inserts, mut events) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
+    for (key, input) in rows {
+        if let Some(id) = seen.get(key) {
+            answers.push(Ok(id.clone()));
+            continue;
+        }
+        let capture_id = new_id();
+        let capture = match validate(input, &capture_id, now) {
+            Ok(capture) => capture,
+            Err(errors) => {
+                answers.push(Err(errors));
+                continue;
+            }
+        };
+        let request_hash = hex::encode(Sha256::digest(serde_json::to_vec(input).map_err(anyhow::Error::from)?));
+        let payload = serde_json::to_string(&capture).map_err(anyhow::Error::from)?;
+        inserts.push(vec![
+            Value::from(&capture_id),
+            Value::from(tenant_id),
+            Value::from(&capture.channel),
+            Value::from(payload),
+            Value::from("pending"),
+            Value::from(key),
+            Value::from(request_hash),
+            Value::from(created_by),
+            Value::from(now),
+            Value::from(now),
+        ]);
+        events.push(Envelope::new(tenant_id, &capture));
+        answers.push(Ok(capture_id));
+    }
+    let mut tx = infra.store.begin().await?;
+    let stored = bulk::insert(
+        &mut tx,
+        "captures",
+        &[
+            "id",
+            "tenant_id",
+            "channel",
+            "payload",
+            "status",
+            "idempotency_key",
+            "request_hash",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ],
+        &inserts,
+        "",
+    )
+    .await;
+    match stored {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            drop(tx);
+            let mut one_by_one = Vec::with_capacity(rows.len());
+            for (key, input) in rows {
+                let who = Submission {
+                    tenant_id,
+                    created_by,
+                    idempotency_key: Some(key),
+                };
+                one_by_one.push(match accept(infra, who, input).await {
+                    Ok(id) => Ok(id),
+                    Err(ApiError::Validation(errors)) => Err(errors),
+                    Err(other) => return Err(other),
+                });
+            }
+            return Ok(one_by_one);
+        }
+        Err(err) => return Err(err.into()),
+    }
+    Outbox::add_many(&mut tx, &events).await?;
+    tx.commit().await?;
+    infra.kick_outbox();
+    metrics::counter!("huoke_captures_accepted_total", "channel" => "import").increment(events.len() as u64);
+    Ok(answers)
+}
+
 async fn by_idempotency_key(
     infra: &Infra,
     tenant_id: &str,

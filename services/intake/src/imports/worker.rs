@@ -8,10 +8,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use base64::Engine;
-use huoke_shared::capture::{Submission, accept};
+use huoke_shared::Infra;
+use huoke_shared::capture::accept_many;
 use huoke_shared::clock::now_ms;
 use huoke_shared::error::FieldError;
-use huoke_shared::{ApiError, Infra};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -19,7 +19,11 @@ use tokio::task::JoinHandle;
 use super::parse::{self, Format, Records};
 
 const LEASE_MS: i64 = 60_000;
-const PROGRESS_EVERY: i64 = 200;
+/// Rows per transaction (and per progress update).
+const BATCH: usize = 200;
+
+/// A row's number and its values (or why it has none).
+type PendingRow = (i64, Result<Map<String, Value>, Vec<FieldError>>);
 
 static WAKE: LazyLock<Notify> = LazyLock::new(Notify::new);
 
@@ -99,6 +103,7 @@ async fn run(infra: &Infra, id: &str) -> anyhow::Result<()> {
     let mut records = Records::new(format, encoding);
     let mut headers: Option<Vec<String>> = None;
     let (mut row, mut done, mut failed) = (0i64, 0i64, 0i64);
+    let mut batch: Vec<PendingRow> = Vec::with_capacity(BATCH);
     for seq in 0..job.chunks {
         let data: String = sqlx::query_scalar("SELECT data FROM import_chunks WHERE import_id = $1 AND seq = $2")
             .bind(id)
@@ -124,22 +129,14 @@ async fn run(infra: &Infra, id: &str) -> anyhow::Result<()> {
                 },
             };
             row += 1;
-            let outcome = match values {
-                Ok(values) => import_row(infra, id, &job, row, &values).await?,
-                Err(errors) => Some(errors),
-            };
-            match outcome {
-                None => done += 1,
-                Some(errors) => {
-                    failed += 1;
-                    record_errors(infra, id, row, &errors).await?;
-                }
-            }
-            if row % PROGRESS_EVERY == 0 {
+            batch.push((row, values));
+            if batch.len() >= BATCH {
+                flush(infra, id, &job, &mut batch, &mut done, &mut failed).await?;
                 progress(infra, id, done, failed, None).await?;
             }
         }
     }
+    flush(infra, id, &job, &mut batch, &mut done, &mut failed).await?;
     progress(infra, id, done, failed, Some("done")).await?;
     sqlx::query("DELETE FROM import_chunks WHERE import_id = $1")
         .bind(id)
@@ -149,28 +146,45 @@ async fn run(infra: &Infra, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `None` when the row became (or already was) a capture, else its problems.
-async fn import_row(
+/// Makes the batch's rows captures in one transaction, and records the problems of
+/// the rows that could not be.
+async fn flush(
     infra: &Infra,
     id: &str,
     job: &Job,
-    row: i64,
-    values: &Map<String, Value>,
-) -> anyhow::Result<Option<Vec<FieldError>>> {
-    let input = parse::capture(values, job.channel.as_deref(), job.campaign_id.as_deref());
-    let key = format!("import:{id}:{row}");
-    let actor = format!("import:{id}");
-    let who = Submission {
-        tenant_id: &job.tenant_id,
-        created_by: &actor,
-        idempotency_key: Some(&key),
-    };
-    match accept(infra, who, &input).await {
-        Ok(_) => Ok(None),
-        Err(ApiError::Validation(errors)) => Ok(Some(errors)),
-        Err(ApiError::Conflict(message)) => Ok(Some(vec![FieldError::new("row", message)])),
-        Err(other) => Err(anyhow::anyhow!("{other}")),
+    batch: &mut Vec<PendingRow>,
+    done: &mut i64,
+    failed: &mut i64,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut numbers = Vec::with_capacity(batch.len());
+    for (row, values) in batch.drain(..) {
+        match values {
+            Ok(values) => {
+                let input = parse::capture(&values, job.channel.as_deref(), job.campaign_id.as_deref());
+                rows.push((format!("import:{id}:{row}"), input));
+                numbers.push(row);
+            }
+            Err(errors) => {
+                *failed += 1;
+                record_errors(infra, id, row, &errors).await?;
+            }
+        }
     }
+    let actor = format!("import:{id}");
+    let answers = accept_many(infra, &job.tenant_id, &actor, &rows)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (row, answer) in numbers.into_iter().zip(answers) {
+        match answer {
+            Ok(_) => *done += 1,
+            Err(errors) => {
+                *failed += 1;
+                record_errors(infra, id, row, &errors).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn record_errors(infra: &Infra, id: &str, row: i64, errors: &[FieldError]) -> anyhow::Result<()> {

@@ -216,36 +216,23 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
 }
 
 /// Many captures of one submitter in one transaction (a bulk import's batch): each
-/// row has its own idempotency key; a row whose key was stored before answers its
-/// first capture, an invalid row its problems. If another writer stored one of the
-/// keys meanwhile, the batch is redone a row at a time through [`accept`].
+/// row has its own idempotency key, an invalid row answers its problems. When any key
+/// was stored before (an import taken up again after a crash) the insert fails as a
+/// whole and the batch is redone a row at a time through [`accept`], which answers
+/// the first capture of a known key — so the common case pays no look-up.
 pub async fn accept_many(
     infra: &Infra,
     tenant_id: &str,
     created_by: &str,
     rows: &[(String, CaptureInput)],
 ) -> Result<Vec<Result<String, Vec<FieldError>>>, ApiError> {
-    use crate::store::bulk::{self, Value, placeholders};
+    use crate::store::bulk::{self, Value};
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT idempotency_key, id FROM captures WHERE tenant_id = $1 AND idempotency_key IN ({})",
-        placeholders(2, rows.len())
-    );
-    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql)).bind(tenant_id);
-    for (key, _) in rows {
-        query = query.bind(key);
-    }
-    let seen: std::collections::HashMap<String, String> =
-        query.fetch_all(infra.store.pool()).await?.into_iter().collect();
     let now = now_ms();
     let (mut answers, mut inserts, mut events) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
     for (key, input) in rows {
-        if let Some(id) = seen.get(key) {
-            answers.push(Ok(id.clone()));
-            continue;
-        }
         let capture_id = new_id();
         let capture = match validate(input, &capture_id, now) {
             Ok(capture) => capture,

@@ -193,4 +193,15 @@ mod tests {
         assert_eq!(xml_field(xml, "Missing"), None);
         assert_eq!(xml_field("<A>unclosed", "A"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_makes_decrypt_or_the_xml_reader_panic(text in ".{0,300}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), tag in "[A-Za-z]{0,12}") {
+            let key = aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap();
+            let _ = decrypt(&key, &text, "corp");
+            let _ = decrypt(&key, &STANDARD.encode(&bytes), "corp");
+            let _ = xml_field(&text, &tag);
+            let _ = aes_key(&text);
+        }
+    }
 }

@@ -265,7 +265,9 @@ async fn retry_timing_follows_the_policy(backend: Backend) {
         let gap = times[attempt as usize] - times[attempt as usize - 1];
         let tier = options.retry.tier(attempt);
         let shortest = tier.mul_f64(1.0 - options.retry.jitter) - Duration::from_millis(15);
-        let longest = tier + Duration::from_millis(300);
+        // Never early (jitter only shortens a tier); late by at most a poll and the
+        // scheduling delays of a whole suite running at once on two cores.
+        let longest = tier + Duration::from_millis(800);
         assert!(
             gap >= shortest && gap <= longest,
             "attempt {attempt}: redelivered after {gap:?}, expected {shortest:?}..{longest:?}"

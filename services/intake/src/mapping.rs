@@ -163,4 +163,15 @@ mod tests {
             ["mapping./x", "mapping./y", "mapping.lead/phone", "event_id_pointer"]
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_payload_or_mapping_makes_apply_panic(payload in ".{0,200}", pointer in "(/[a-z0-9~]{0,6}){0,4}", field in "[a-z_.]{0,20}") {
+            let value = serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload.clone()));
+            let m = mapping(&[(pointer.as_str(), field.as_str())]);
+            let _ = check(&m, &pointer);
+            let _ = apply(&value, &m, "ads", None);
+            let _ = event_id(&value, &pointer);
+        }
+    }
 }

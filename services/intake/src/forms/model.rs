@@ -235,4 +235,14 @@ mod tests {
         assert!(config().allows_origin("https://www.example.com"));
         assert!(!config().allows_origin("https://evil.example"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_submission_makes_the_form_panic(
+            pairs in proptest::collection::btree_map("[a-z_]{1,10}", ".{0,80}", 0..10),
+            consented in proptest::prelude::any::<bool>(),
+        ) {
+            let _ = capture("f1", &config(), &pairs, consented);
+        }
+    }
 }

@@ -281,4 +281,29 @@ mod tests {
         let records = all(Format::Ndjson, UTF_8, &[b"{\"a\":1}\n\n{\"a\":", b"2}\n{\"a\":3}"]);
         assert_eq!(records, ["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_file_makes_the_reader_panic_or_lose_a_line(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cut in 0usize..400,
+        ) {
+            for format in [Format::Csv, Format::Ndjson] {
+                let cut = cut.min(bytes.len());
+                let records = all(format, detect(&bytes), &[&bytes[..cut], &bytes[cut..]]);
+                for r in &records {
+                    let _ = csv_fields(r);
+                }
+            }
+        }
+
+        #[test]
+        fn plain_lines_come_back_whatever_the_chunking(lines in proptest::collection::vec("[a-z0-9 ,]{1,20}", 1..20), cut in 0usize..400) {
+            let text = lines.join("\n");
+            let cut = cut.min(text.len());
+            let records = all(Format::Ndjson, UTF_8, &[&text.as_bytes()[..cut], &text.as_bytes()[cut..]]);
+            let expected: Vec<String> = lines.iter().filter(|l| !l.trim().is_empty()).map(|l| l.trim_end_matches('\r').to_string()).collect();
+            proptest::prop_assert_eq!(records, expected);
+        }
+    }
 }

@@ -105,6 +105,17 @@ async fn hosted_forms_capture_leads_safely(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+    // A problem from an allowed site carries the CORS headers, so the page can show it.
+    let resp = app
+        .client
+        .post(app.url(&format!("/f/{id}/submit")))
+        .header("origin", "https://www.example.com")
+        .json(&json!({"name": "no phone", "consent": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://www.example.com");
     let resp = app
         .client
         .post(app.url(&format!("/f/{id}/submit")))

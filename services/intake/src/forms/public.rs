@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use huoke_shared::capture::{Submission, accept};
 use huoke_shared::error::FieldError;
 use huoke_shared::html::escape;
@@ -230,14 +230,17 @@ pub async fn post_json(
             _ => None,
         })
         .collect();
-    let response = match submit(&infra, &req, &form, &values).await? {
-        Outcome::Stored(capture_id) => {
+    let response = match submit(&infra, &req, &form, &values).await {
+        Ok(Outcome::Stored(capture_id)) => {
             HttpResponse::Accepted().json(json!({"capture_id": capture_id, "message": form.config.thank_you}))
         }
         // The same answer a person gets, with an id that leads nowhere.
-        Outcome::Bot => HttpResponse::Accepted()
+        Ok(Outcome::Bot) => HttpResponse::Accepted()
             .json(json!({"capture_id": huoke_shared::clock::new_id(), "message": form.config.thank_you})),
-        Outcome::Invalid(errors) => return Err(ApiError::Validation(errors)),
+        // Problems are answered with the CORS headers too, so the site's page can show
+        // them (a 422 naming the fields, a 429).
+        Ok(Outcome::Invalid(errors)) => ApiError::Validation(errors).error_response(),
+        Err(err) => err.error_response(),
     };
     Ok(with_cors(response, origin.as_deref()))
 }

@@ -115,6 +115,13 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Option<KeyCaller
     }))
 }
 
+/// [`authenticate`], with an unknown or revoked key answered 401.
+pub async fn required(store: &Store, token: &str) -> Result<KeyCaller, ApiError> {
+    authenticate(store, token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key".into()))
+}
+
 /// The bearer token of a request, if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let header = req
@@ -177,10 +184,7 @@ impl FromRequest for Principal {
         match token {
             Some(token) if looks_like_key(&token) => Box::pin(async move {
                 let infra = infra.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("Infra missing from app data")))?;
-                authenticate(&infra.store, &token)
-                    .await?
-                    .map(Principal::Key)
-                    .ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key".into()))
+                required(&infra.store, &token).await.map(Principal::Key)
             }),
             _ => {
                 let staff = Caller::from_request(req, payload);

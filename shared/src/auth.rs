@@ -215,9 +215,7 @@ impl FromRequest for Caller {
             let token = token.to_string();
             return Box::pin(async move {
                 let infra = infra.ok_or_else(no_infra)?;
-                let key = crate::apikeys::authenticate(&infra.store, &token)
-                    .await?
-                    .ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key".into()))?;
+                let key = crate::apikeys::required(&infra.store, &token).await?;
                 if key.roles.is_empty() {
                     return Err(ApiError::Forbidden(
                         "this API key has scopes but no role, and this endpoint needs a role".into(),

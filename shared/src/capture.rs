@@ -32,6 +32,15 @@ pub struct CaptureInput {
     pub live_code: Option<String>,
 }
 
+impl CaptureInput {
+    /// Sets the WeChat ids and attributes, leaving each unset when empty.
+    pub fn with_extras(mut self, wechat: WechatIds, attributes: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.wechat = (!wechat.is_empty()).then_some(wechat);
+        self.attributes = (!attributes.is_empty()).then_some(attributes);
+        self
+    }
+}
+
 const MAX_TEXT: usize = 200;
 const MAX_ATTRIBUTES_BYTES: usize = 8 * 1024;
 

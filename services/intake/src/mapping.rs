@@ -108,13 +108,7 @@ pub fn apply(
             }
         }
     }
-    if !wechat.is_empty() {
-        input.wechat = Some(wechat);
-    }
-    if !attributes.is_empty() {
-        input.attributes = Some(attributes);
-    }
-    input
+    input.with_extras(wechat, attributes)
 }
 
 #[cfg(test)]

@@ -81,8 +81,6 @@ impl Effect for Reroute {
         if lead.owner_id.is_some() || lead.status != "rerouting" {
             return Ok(());
         }
-        let now = Utc::now();
-        let mut tenant = world::load_tenant(tx, tenant_id, now).await?;
         let release = |reason: &str| Release {
             tenant_id: tenant_id.to_string(),
             lead_id: lead.id.clone(),
@@ -95,6 +93,9 @@ impl Effect for Reroute {
                 .map_err(lifecycle_failure)?;
             return Ok(());
         }
+        // Loaded only now: a manager's lapsed escalation above needs none of it.
+        let now = Utc::now();
+        let mut tenant = world::load_tenant(tx, tenant_id, now).await?;
         let tried = world::tried(tx, tenant_id, &lead.id).await?;
         let facts = world::facts(tx, tenant_id, &lead, None).await?;
         let next_hop = event.hop + 1;

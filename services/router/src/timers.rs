@@ -59,10 +59,12 @@ pub async fn fire_due(infra: &Infra) -> anyhow::Result<usize> {
     let mut breached = 0;
     for (assignment_id, tenant_id, due_at) in &due {
         if lifecycle::expire(&mut tx, tenant_id, assignment_id).await? {
+            // The expiry removed the timer with the offer.
             breached += 1;
             metrics::histogram!("huoke_sla_timer_lateness_seconds").record((now_ms() - due_at).max(0) as f64 / 1000.0);
+            continue;
         }
-        // Answered meanwhile (or expired just now): the timer has done its work.
+        // The offer is gone or no longer open: only a stray timer is left to remove.
         sqlx::query("DELETE FROM sla_timers WHERE assignment_id = $1")
             .bind(assignment_id)
             .execute(&mut *tx)

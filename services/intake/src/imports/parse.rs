@@ -203,13 +203,7 @@ pub fn capture(values: &Map<String, Value>, channel: Option<&str>, campaign_id: 
             }
         }
     }
-    if !wechat.is_empty() {
-        input.wechat = Some(wechat);
-    }
-    if !attributes.is_empty() {
-        input.attributes = Some(attributes);
-    }
-    input
+    input.with_extras(wechat, attributes)
 }
 
 #[cfg(test)]

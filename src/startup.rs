@@ -32,6 +32,8 @@ pub fn service_named(name: &str) -> Option<ServiceDef> {
 }
 
 const OPENAPI: &str = include_str!("../docs/openapi.json");
+/// How long a graceful stop waits for consumers and background tasks.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub struct Application {
     port: u16,
@@ -151,12 +153,22 @@ impl Application {
 
     /// Graceful stop: the server finishes in-flight requests, consumers finish the
     /// message in hand, the relay its batch.
+    /// A task still busy after [`STOP_GRACE`] is abandoned: what it held is safe
+    /// elsewhere (an unacked message is redelivered, a leased row's lease lapses), and
+    /// a stop that never ends is worse than one that ends a little rudely.
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.server_task.await;
         let _ = self.stop.send(true);
-        for worker in self.workers {
-            let _ = worker.await;
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for mut worker in self.workers {
+            if tokio::time::timeout_at(deadline, &mut worker).await.is_err() {
+                tracing::warn!(
+                    grace_s = STOP_GRACE.as_secs(),
+                    "a background task did not stop in time; abandoning it"
+                );
+                worker.abort();
+            }
         }
     }
 

@@ -93,6 +93,10 @@ async fn login(client: &reqwest::Client, base: &str, tenant: &str, email: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it() {
+    crate::helpers::bounded(huoke_dev_runs_the_flow_and_operator_commands_work_beside_it_scenario()).await;
+}
+
+async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start_dev(dir.path());
     let client = reqwest::Client::new();
@@ -237,6 +241,10 @@ async fn huoke_dev_runs_the_flow_and_operator_commands_work_beside_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_huoke_dev_loses_no_accepted_capture() {
+    crate::helpers::bounded(killing_huoke_dev_loses_no_accepted_capture_scenario()).await;
+}
+
+async fn killing_huoke_dev_loses_no_accepted_capture_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let mut captures = Vec::new();

@@ -24,16 +24,26 @@ macro_rules! on_both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {
-                super::$name($crate::helpers::Backend::Embedded).await
+                $crate::helpers::bounded(super::$name($crate::helpers::Backend::Embedded)).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn services() {
                 if $crate::helpers::services_available() {
-                    super::$name($crate::helpers::Backend::Services).await
+                    $crate::helpers::bounded(super::$name($crate::helpers::Backend::Services)).await
                 }
             }
         }
     )*};
+}
+
+/// The longest any test may run. A test that hangs fails with its name instead of
+/// holding the whole suite (and CI) until an outer timeout kills it without one.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(360);
+
+pub async fn bounded(test: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(TEST_DEADLINE, test).await.is_err() {
+        panic!("still running after {} s: a hang", TEST_DEADLINE.as_secs());
+    }
 }
 
 /// True when the external services are configured; panics when they are required but missing.

@@ -218,6 +218,10 @@ async fn ready(app: &TestApp) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_what_each_role_needs() {
+    crate::helpers::bounded(readiness_follows_what_each_role_needs_scenario()).await;
+}
+
+async fn readiness_follows_what_each_role_needs_scenario() {
     if !services_available() {
         return;
     }
@@ -303,6 +307,10 @@ async fn post_until_accepted(app: &TestApp, token: &str, i: usize) -> String {
 /// accepted lead ends up assigned exactly once, with no replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outages_mid_burst_lose_nothing() {
+    crate::helpers::bounded(outages_mid_burst_lose_nothing_scenario()).await;
+}
+
+async fn outages_mid_burst_lose_nothing_scenario() {
     if !services_available() {
         return;
     }

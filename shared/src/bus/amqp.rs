@@ -15,10 +15,15 @@
 //!   per-message TTL would block behind the head of the queue.
 //!
 //! Publishing uses publisher confirms; consuming uses manual acks and a bounded
-//! prefetch. Connections are re-established after a failure.
+//! prefetch. Connections are re-established after a failure. Every exchange with the
+//! broker that should get an answer has a deadline ([`BROKER_ANSWER_WITHIN`]): a
+//! connection that dies in the wrong state can leave lapin's futures pending, and a
+//! relay or consumer waiting on one would never retry nor stop.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -39,6 +44,10 @@ use crate::config::Settings;
 
 const ATTEMPTS_HEADER: &str = "x-huoke-attempts";
 
+/// How long a declare, publish, confirm or ack may wait for the broker. Generous next
+/// to the milliseconds they take, short next to an operator's patience.
+pub const BROKER_ANSWER_WITHIN: Duration = Duration::from_secs(20);
+
 #[derive(Clone)]
 pub struct AmqpBus {
     inner: Arc<Inner>,
@@ -54,6 +63,10 @@ struct Inner {
     connection: Mutex<Option<Arc<Connection>>>,
     publisher: Mutex<Option<Channel>>,
     declared_delays: Mutex<HashSet<String>>,
+    /// Set when the broker left a request unanswered: the cached connection and
+    /// channel still say "connected" but cannot be trusted, so the next use opens new
+    /// ones. A flag rather than a reset so it can be raised while a lock is held.
+    suspect: AtomicBool,
 }
 
 impl AmqpBus {
@@ -69,6 +82,7 @@ impl AmqpBus {
                 connection: Mutex::new(None),
                 publisher: Mutex::new(None),
                 declared_delays: Mutex::new(HashSet::new()),
+                suspect: AtomicBool::new(false),
             }),
         };
         bus.connection().await.context("connecting to RabbitMQ (AMQP_URL)")?;
@@ -79,8 +93,30 @@ impl AmqpBus {
         format!("{}{}", self.inner.namespace_prefix, queue)
     }
 
+    /// Awaits one answer from the broker, at most [`BROKER_ANSWER_WITHIN`]; when none
+    /// comes the connection is marked suspect so the next call starts afresh.
+    async fn answered<T, E>(&self, what: &str, request: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+    where
+        E: Into<anyhow::Error>,
+    {
+        match tokio::time::timeout(BROKER_ANSWER_WITHIN, request).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => {
+                self.inner.suspect.store(true, Ordering::SeqCst);
+                Err(anyhow!(
+                    "RabbitMQ did not answer {what} within {} s",
+                    BROKER_ANSWER_WITHIN.as_secs()
+                ))
+            }
+        }
+    }
+
     async fn connection(&self) -> anyhow::Result<Arc<Connection>> {
         let mut slot = self.inner.connection.lock().await;
+        if self.inner.suspect.swap(false, Ordering::SeqCst) {
+            // Dropping our handle is enough: lapin closes the socket with the last one.
+            *slot = None;
+        }
         if let Some(conn) = slot.as_ref()
             && conn.status().connected()
         {
@@ -103,12 +139,19 @@ impl AmqpBus {
         let mut slot = self.inner.publisher.lock().await;
         if let Some(ch) = slot.as_ref()
             && ch.status().connected()
+            && !self.inner.suspect.load(Ordering::SeqCst)
         {
             return Ok(ch.clone());
         }
-        let ch = self.connection().await?.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
-        declare_exchanges(&ch, &self.inner.exchange, &self.inner.dead_letter_exchange).await?;
+        let conn = self.connection().await?;
+        let ch = self.answered("opening a channel", conn.create_channel()).await?;
+        self.answered("confirm.select", ch.confirm_select(ConfirmSelectOptions::default()))
+            .await?;
+        self.answered(
+            "declaring the exchanges",
+            declare_exchanges(&ch, &self.inner.exchange, &self.inner.dead_letter_exchange),
+        )
+        .await?;
         *slot = Some(ch.clone());
         Ok(ch)
     }
@@ -136,16 +179,17 @@ impl AmqpBus {
     ) -> anyhow::Result<PublisherConfirm> {
         let result = async {
             let ch = self.publisher().await?;
-            let confirm = ch
-                .basic_publish(
+            self.answered(
+                "a publish",
+                ch.basic_publish(
                     exchange.into(),
                     routing_key.into(),
                     BasicPublishOptions::default(),
                     body,
                     props.with_delivery_mode(2).with_content_type("application/json".into()),
-                )
-                .await?;
-            anyhow::Ok(confirm)
+                ),
+            )
+            .await
         }
         .await;
         if result.is_err() {
@@ -158,10 +202,10 @@ impl AmqpBus {
     async fn await_confirms(&self, confirms: Vec<PublisherConfirm>) -> anyhow::Result<()> {
         let mut failure = None;
         for confirm in confirms {
-            match confirm.await {
+            match self.answered("a publisher confirm", confirm).await {
                 Ok(c) if c.is_nack() => failure = Some(anyhow!("broker refused a message (nack)")),
                 Ok(_) => {}
-                Err(e) => failure = Some(e.into()),
+                Err(e) => failure = Some(e),
             }
         }
         match failure {
@@ -181,33 +225,38 @@ impl AmqpBus {
         let name = self.queue_name(&format!("{kind}.{ms}"));
         let mut declared = self.inner.declared_delays.lock().await;
         if !declared.contains(&name) {
-            let ch = self.connection().await?.create_channel().await?;
-            let durable = ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            };
-            ch.exchange_declare(
-                name.as_str().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-            let mut args = FieldTable::default();
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(target.into()));
-            self.add_expiry(&mut args);
-            ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
+            let conn = self.connection().await?;
+            self.answered("declaring a delay tier", async {
+                let ch = conn.create_channel().await?;
+                let durable = ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                ch.exchange_declare(
+                    name.as_str().into(),
+                    ExchangeKind::Fanout,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await?;
-            ch.queue_bind(
-                name.as_str().into(),
-                name.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
+                let mut args = FieldTable::default();
+                args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
+                args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(target.into()));
+                self.add_expiry(&mut args);
+                ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
+                    .await?;
+                ch.queue_bind(
+                    name.as_str().into(),
+                    name.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+                let _ = ch.close(200, "declared".into()).await;
+                anyhow::Ok(())
+            })
             .await?;
-            let _ = ch.close(200, "declared".into()).await;
             declared.insert(name.clone());
         }
         Ok(name)
@@ -227,16 +276,20 @@ impl AmqpBus {
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let name = self.queue_name(queue);
-        let ch = self.connection().await?.create_channel().await?;
-        ch.basic_qos(options.prefetch.max(1), BasicQosOptions::default())
-            .await?;
-        let mut deliveries = ch
-            .basic_consume(
-                name.as_str().into(),
-                ShortString::from(format!("{name}.{}", crate::clock::new_id())),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+        let conn = self.connection().await?;
+        let mut deliveries = self
+            .answered("starting a consumer", async {
+                let ch = conn.create_channel().await?;
+                ch.basic_qos(options.prefetch.max(1), BasicQosOptions::default())
+                    .await?;
+                ch.basic_consume(
+                    name.as_str().into(),
+                    ShortString::from(format!("{name}.{}", crate::clock::new_id())),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            })
             .await?;
         loop {
             let first = tokio::select! {
@@ -292,57 +345,15 @@ impl AmqpBus {
             }
             self.await_confirms(confirms).await?;
             if let Some(last) = batch.last() {
-                last.acker.ack(BasicAckOptions { multiple: true }).await?;
+                self.answered("an ack", last.acker.ack(BasicAckOptions { multiple: true }))
+                    .await?;
             }
         }
     }
-}
 
-fn next_delivery(d: Option<Result<Delivery, lapin::Error>>) -> anyhow::Result<Delivery> {
-    match d {
-        Some(Ok(d)) => Ok(d),
-        Some(Err(e)) => Err(e.into()),
-        None => Err(anyhow!("consumer stream ended")),
-    }
-}
-
-fn copy_props(delivery: &Delivery) -> BasicProperties {
-    let mut props = BasicProperties::default();
-    if let Some(id) = delivery.properties.message_id() {
-        props = props.with_message_id(id.clone());
-    }
-    props
-}
-
-fn attempts_of(props: &BasicProperties) -> u32 {
-    props
-        .headers()
-        .as_ref()
-        .and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned())
-        .and_then(|v| match v {
-            AMQPValue::LongLongInt(n) => Some(n as u32),
-            AMQPValue::LongInt(n) => Some(n as u32),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-async fn declare_exchanges(ch: &Channel, exchange: &str, dlx: &str) -> anyhow::Result<()> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default())
-        .await?;
-    ch.exchange_declare(dlx.into(), ExchangeKind::Direct, durable, FieldTable::default())
-        .await?;
-    Ok(())
-}
-
-#[async_trait::async_trait]
-impl Bus for AmqpBus {
-    async fn declare(&self, queues: &[QueueSpec]) -> anyhow::Result<()> {
-        let ch = self.connection().await?.create_channel().await?;
+    /// The queues, exchanges and bindings of [`Bus::declare`], on a channel of its own.
+    async fn declare_on(&self, conn: &Connection, queues: &[QueueSpec]) -> anyhow::Result<()> {
+        let ch = conn.create_channel().await?;
         declare_exchanges(&ch, &self.inner.exchange, &self.inner.dead_letter_exchange).await?;
         for queue in queues {
             let name = self.queue_name(queue.name);
@@ -390,6 +401,56 @@ impl Bus for AmqpBus {
         }
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
+    }
+}
+
+fn next_delivery(d: Option<Result<Delivery, lapin::Error>>) -> anyhow::Result<Delivery> {
+    match d {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(anyhow!("consumer stream ended")),
+    }
+}
+
+fn copy_props(delivery: &Delivery) -> BasicProperties {
+    let mut props = BasicProperties::default();
+    if let Some(id) = delivery.properties.message_id() {
+        props = props.with_message_id(id.clone());
+    }
+    props
+}
+
+fn attempts_of(props: &BasicProperties) -> u32 {
+    props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongLongInt(n) => Some(n as u32),
+            AMQPValue::LongInt(n) => Some(n as u32),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+async fn declare_exchanges(ch: &Channel, exchange: &str, dlx: &str) -> anyhow::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    ch.exchange_declare(dlx.into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Bus for AmqpBus {
+    async fn declare(&self, queues: &[QueueSpec]) -> anyhow::Result<()> {
+        let conn = self.connection().await?;
+        self.answered("declaring the topology", self.declare_on(&conn, queues))
+            .await
     }
 
     async fn publish_batch(&self, batch: &[(Envelope, Duration)]) -> anyhow::Result<()> {

@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 use super::parse::{self, Format, Records};
 
 const LEASE_MS: i64 = 60_000;
+/// How soon an interrupted import is taken up again by any process.
+const RETRY_AFTER_MS: i64 = 3_000;
 /// Rows per transaction (and per progress update).
 const BATCH: usize = 200;
 
@@ -39,6 +41,13 @@ pub fn start(infra: Infra, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
                 Ok(Some(id)) => {
                     if let Err(err) = run(&infra, &id).await {
                         tracing::warn!(import = %id, error = %format!("{err:#}"), "import interrupted; it will be taken up again");
+                        // A passing failure (a busy or briefly unreachable store) should
+                        // cost seconds, not the whole lease.
+                        let _ = sqlx::query("UPDATE imports SET locked_until = $1 WHERE id = $2")
+                            .bind(now_ms() + RETRY_AFTER_MS)
+                            .bind(&id)
+                            .execute(infra.store.pool())
+                            .await;
                     }
                     continue;
                 }

@@ -22,6 +22,8 @@ pub struct CaptureInput {
     pub email: Option<String>,
     pub company: Option<String>,
     pub title: Option<String>,
+    /// The company's unified social credit code (统一社会信用代码).
+    pub uscc: Option<String>,
     pub wechat: Option<WechatIds>,
     pub channel: Option<String>,
     pub campaign_id: Option<String>,
@@ -91,11 +93,23 @@ pub fn validate(
         },
         None => None,
     };
+    let uscc = match input.uscc.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(raw) => match crate::company::parse_uscc(raw) {
+            Ok(code) => Some(code),
+            Err(msg) => {
+                errors.push(FieldError::new("uscc", msg));
+                None
+            }
+        },
+        None => None,
+    };
     let mut wechat = WechatIds::default();
     if let Some(w) = &input.wechat {
         wechat.unionid = text("wechat.unionid", &w.unionid, &mut errors);
         wechat.openid = text("wechat.openid", &w.openid, &mut errors);
         wechat.external_userid = text("wechat.external_userid", &w.external_userid, &mut errors);
+        wechat.appid = text("wechat.appid", &w.appid, &mut errors);
+        wechat.corpid = text("wechat.corpid", &w.corpid, &mut errors);
     }
     let has_contact = phone.is_some() || email.is_some() || !wechat.is_empty();
     let contact_given = input.phone.as_deref().is_some_and(|p| !p.trim().is_empty())
@@ -141,6 +155,7 @@ pub fn validate(
         email,
         company,
         title,
+        uscc,
         wechat,
         attributes,
         consent: input.consent,

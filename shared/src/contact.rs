@@ -3,69 +3,75 @@
 
 use std::fmt;
 
-/// A phone number in E.164 form (`+8613800138000`).
+/// A valid phone number in E.164 form (`+8613800138000`), parsed with
+/// libphonenumber's metadata (the `phonenumber` crate).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Phone(String);
+pub struct Phone(String, Line);
+
+/// Whom a number reaches. Company lines (China's 400 and 800 numbers, toll-free and
+/// shared-cost numbers elsewhere) answer for a whole company: two people who give one
+/// are not the same person, so such a number never links leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Line {
+    Personal,
+    Company,
+}
+
+/// The region numbers without a country code are read in, unless a tenant says
+/// otherwise.
+pub const DEFAULT_REGION: &str = "CN";
 
 impl Phone {
-    /// Accepts the ways people write numbers: spaces, dashes, dots, brackets, a
-    /// `+86` / `0086` / `86` country prefix. Numbers without a country code are
-    /// taken as Chinese: mobiles (11 digits, `1[3-9]…`) and landlines with a
-    /// leading trunk `0`. Numbers with another country code keep it.
+    /// A number as written in China: see [`Phone::parse_in`].
     pub fn parse(raw: &str) -> Result<Phone, &'static str> {
-        let trimmed = raw.trim();
-        let mut plus = false;
-        let mut digits = String::with_capacity(trimmed.len());
-        for c in trimmed.chars() {
-            match c {
-                '0'..='9' => digits.push(c),
-                // A leading plus, possibly inside a bracket: "(+86) 138…".
-                '+' if digits.is_empty() && !plus => plus = true,
-                ' ' | '-' | '.' | '(' | ')' | '\u{3000}' => {}
-                _ => {
-                    return Err(
-                        "a phone number may contain only digits, spaces, dashes, dots, brackets and a leading +",
-                    );
-                }
-            }
+        Self::parse_in(raw, DEFAULT_REGION)
+    }
+
+    /// Accepts the ways people write numbers — spaces, dashes, dots, brackets,
+    /// full-width digits, a `+86` / `0086` / `86` prefix — and keeps only numbers
+    /// valid for their region and of a type a person or company answers (mobile,
+    /// fixed line, toll-free, shared cost…; not short codes or emergency numbers).
+    /// Numbers without a country code are read as written in `region` (ISO 3166
+    /// alpha-2, such as `CN`, `HK`, `US`).
+    pub fn parse_in(raw: &str, region: &str) -> Result<Phone, &'static str> {
+        use phonenumber::{Type, country};
+        use unicode_normalization::UnicodeNormalization;
+
+        let region: country::Id = region.parse().map_err(|_| "unknown region for phone numbers")?;
+        // Full-width digits and brackets (１３８…, （+86）) become their ASCII forms.
+        let written: String = raw.trim().nfkc().collect();
+        if written.is_empty() {
+            return Err("a phone number is required");
         }
-        let international = if plus {
-            Some(digits.as_str())
-        } else if let Some(rest) = digits.strip_prefix("00") {
-            Some(rest)
-        } else if digits.len() == 13 && digits.starts_with("861") {
-            Some(digits.as_str())
-        } else {
-            None
-        };
-        let national_cn = match international {
-            Some(number) => match number.strip_prefix("86") {
-                Some(cn) => cn.to_string(),
-                None => {
-                    if (8..=15).contains(&number.len()) && !number.starts_with('0') {
-                        return Ok(Phone(format!("+{number}")));
-                    }
-                    return Err("not a valid international number");
-                }
-            },
-            None => digits,
-        };
-        let cn = national_cn.strip_prefix('0').map(str::to_string);
-        match cn {
-            // Landline: area code (2–3 digits after the trunk 0) and a 7–8 digit number.
-            Some(landline) if (9..=11).contains(&landline.len()) && !landline.starts_with('0') => {
-                Ok(Phone(format!("+86{landline}")))
-            }
-            Some(_) => Err("not a valid Chinese landline number"),
-            None => {
-                let b = national_cn.as_bytes();
-                if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) {
-                    Ok(Phone(format!("+86{national_cn}")))
-                } else {
-                    Err("not a valid mobile number (expected 11 digits starting 13–19, or +country code)")
-                }
-            }
+        if written.len() > 40
+            || !written
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')' | '+'))
+        {
+            return Err("a phone number may contain only digits, spaces, dashes, dots, brackets and a leading +");
         }
+        // A number that carries its country code is read without a region: the
+        // crate would otherwise apply the region's national prefix to it (with `US`,
+        // the 1 of "+86 138…" is taken as a trunk prefix and dropped).
+        let context = (!written.starts_with('+')).then_some(region);
+        let number = phonenumber::parse(context, &written).map_err(|_| "not a phone number")?;
+        if !number.is_valid() {
+            return Err("not a valid phone number for its region");
+        }
+        let line = match number.number_type(&phonenumber::metadata::DATABASE) {
+            Type::Mobile | Type::FixedLine | Type::FixedLineOrMobile | Type::PersonalNumber | Type::Voip => {
+                Line::Personal
+            }
+            Type::TollFree | Type::SharedCost | Type::Uan | Type::PremiumRate => Line::Company,
+            _ => return Err("not a number a person or company answers"),
+        };
+        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        Ok(Phone(e164, line))
+    }
+
+    /// Whether the number reaches one person or a whole company.
+    pub fn line(&self) -> Line {
+        self.1
     }
 
     pub fn as_str(&self) -> &str {
@@ -168,8 +174,39 @@ mod tests {
     fn landlines_and_foreign_numbers() {
         assert_eq!(Phone::parse("010-8888 6666").unwrap().as_str(), "+861088886666");
         assert_eq!(Phone::parse("0755 8765 4321").unwrap().as_str(), "+8675587654321");
-        assert_eq!(Phone::parse("+1 (415) 555-0100").unwrap().as_str(), "+14155550100");
+        assert_eq!(Phone::parse("+1 (650) 253-0000").unwrap().as_str(), "+16502530000");
         assert_eq!(Phone::parse("+852 9123 4567").unwrap().as_str(), "+85291234567");
+        assert_eq!(
+            Phone::parse("＋８６ １３８ ００１３ ８０００").unwrap().as_str(),
+            "+8613800138000"
+        );
+        assert_eq!(Phone::parse("（010）8888-6666").unwrap().as_str(), "+861088886666");
+    }
+
+    #[test]
+    fn numbers_without_a_country_code_are_read_in_the_region() {
+        assert_eq!(Phone::parse_in("9123 4567", "HK").unwrap().as_str(), "+85291234567");
+        assert!(Phone::parse_in("9123 4567", "CN").is_err());
+        assert_eq!(
+            Phone::parse_in("(650) 253-0000", "US").unwrap().as_str(),
+            "+16502530000"
+        );
+        // A number with its country code is the same number wherever it is read.
+        assert_eq!(
+            Phone::parse_in("+86 138 0013 8000", "US").unwrap().as_str(),
+            "+8613800138000"
+        );
+        assert!(Phone::parse_in("13800138000", "XX").is_err());
+    }
+
+    #[test]
+    fn company_lines_are_told_apart_from_personal_ones() {
+        assert_eq!(Phone::parse("13800138000").unwrap().line(), Line::Personal);
+        assert_eq!(Phone::parse("010-8888 6666").unwrap().line(), Line::Personal);
+        for company in ["400-810-8888", "800-810-8888", "+1 800 253 0000"] {
+            let phone = Phone::parse(company).unwrap_or_else(|e| panic!("{company}: {e}"));
+            assert_eq!(phone.line(), Line::Company, "{company}");
+        }
     }
 
     #[test]
@@ -178,11 +215,14 @@ mod tests {
             "",
             "12345",
             "abc13800138000",
-            "23800138000",
             "1380013800",
             "+0 123",
             "10086",
+            "110",
             "138001380001",
+            "+86 12000000000",
+            "+1 (415) 000-0000",
+            "13800138000 ext. 5",
         ] {
             assert!(Phone::parse(raw).is_err(), "{raw} should be refused");
         }

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod capture;
 pub mod channels;
 pub mod clock;
+pub mod company;
 pub mod config;
 pub mod consumer;
 pub mod contact;

@@ -44,6 +44,13 @@ pub struct WechatIds {
     pub openid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_userid: Option<String>,
+    /// The official account or mini program an `openid` belongs to: an openid means
+    /// nothing outside its app, so two are compared only within one app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    /// The WeCom corp an `external_userid` belongs to, for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpid: Option<String>,
 }
 
 impl WechatIds {
@@ -65,6 +72,9 @@ pub struct CaptureReceived {
     pub email: Option<String>,
     pub company: Option<String>,
     pub title: Option<String>,
+    /// The company's unified social credit code, check digit verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uscc: Option<String>,
     #[serde(default)]
     pub wechat: WechatIds,
     #[serde(default)]
@@ -174,6 +184,21 @@ pub struct LeadReleased {
 
 impl Message for LeadReleased {
     const TOPIC: &'static str = "lead.released";
+}
+
+/// Two leads found to be one person: `merged_id` now points at `survivor_id`, which
+/// holds both histories. `undone` when a person took the merge back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadMerged {
+    pub survivor_id: String,
+    pub merged_id: String,
+    pub merge_id: String,
+    #[serde(default)]
+    pub undone: bool,
+}
+
+impl Message for LeadMerged {
+    const TOPIC: &'static str = "lead.merged";
 }
 
 /// Scans of one code, landing on one member (or none) with one outcome, within one

@@ -24,6 +24,9 @@ const FIELDS: &[&str] = &[
     "wechat.unionid",
     "wechat.openid",
     "wechat.external_userid",
+    "wechat.appid",
+    "wechat.corpid",
+    "uscc",
 ];
 
 pub fn check(mapping: &BTreeMap<String, String>, event_id_pointer: &str) -> Vec<FieldError> {
@@ -95,6 +98,9 @@ pub fn apply(
             "wechat.unionid" => wechat.unionid = as_text(value),
             "wechat.openid" => wechat.openid = as_text(value),
             "wechat.external_userid" => wechat.external_userid = as_text(value),
+            "wechat.appid" => wechat.appid = as_text(value),
+            "wechat.corpid" => wechat.corpid = as_text(value),
+            "uscc" => input.uscc = as_text(value),
             "name" => input.name = as_text(value),
             "phone" => input.phone = as_text(value),
             "email" => input.email = as_text(value),

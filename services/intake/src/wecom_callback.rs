@@ -149,6 +149,7 @@ pub async fn receive(
         channel: Some("wecom".into()),
         wechat: Some(WechatIds {
             external_userid: Some(external_userid),
+            corpid: Some(settings.corp_id.clone()),
             ..WechatIds::default()
         }),
         owner_hint: owner,

@@ -1,9 +1,17 @@
-//! qualify: resolves each capture to a person (exact match on normalised phone,
-//! e-mail or WeChat ids), creates or updates the lead, scores it with explainable
-//! rules and publishes `lead.qualified`. Also serves the lead read API.
+//! qualify: resolves each capture to one person — identities (personal phone,
+//! e-mail, WeChat ids scoped to their app or corp) unique per tenant, leads that
+//! turn out to be one person merged (and the merge undoable), possible duplicates
+//! flagged — then scores the lead with the tenant's versioned rules (fit, and
+//! engagement that decays) and publishes `lead.qualified`. Also serves the lead
+//! read API, manual merges and the scoring rules.
 
 mod consumer;
+mod duplicates;
+mod facts;
+mod http;
+mod identity;
 mod read;
+pub mod rules;
 pub mod scoring;
 
 use actix_web::web;
@@ -20,7 +28,13 @@ pub fn service() -> ServiceDef {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/leads/{id}", web::get().to(read::get_lead));
+    cfg.route("/v1/leads/{id}", web::get().to(read::get_lead))
+        .route("/v1/leads/{id}/score", web::get().to(http::score_at))
+        .route("/v1/leads/{id}/merge", web::post().to(http::merge))
+        .route("/v1/leads/{id}/merge/undo", web::post().to(http::undo_merge))
+        .route("/v1/scoring/rules", web::get().to(http::get_rules))
+        .route("/v1/scoring/rules", web::put().to(http::put_rules))
+        .route("/v1/scoring/rules/history", web::get().to(http::rules_history));
 }
 
 fn consumers(infra: &Infra) -> Vec<Consumer> {

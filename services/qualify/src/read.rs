@@ -23,6 +23,11 @@ struct LeadRow {
     is_mql: i64,
     status: String,
     owner_id: Option<String>,
+    merged_into: Option<String>,
+    uscc: Option<String>,
+    mql_at: Option<i64>,
+    scored_at: Option<i64>,
+    scoring_version: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -47,7 +52,8 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     let pool = infra.store.pool();
     let tenant = principal.tenant_id();
     let lead: LeadRow = sqlx::query_as(
-        "SELECT id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, owner_id, created_at, updated_at
+        "SELECT id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, owner_id,
+                merged_into, uscc, mql_at, scored_at, scoring_version, created_at, updated_at
          FROM leads WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
@@ -63,8 +69,8 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     .bind(&lead.id)
     .fetch_all(pool)
     .await?;
-    let touches: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT capture_id, channel, campaign_id, occurred_at FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2 ORDER BY occurred_at",
+    let touches: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
+        "SELECT capture_id, channel, campaign_id, occurred_at, kind FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2 ORDER BY occurred_at, id",
     )
     .bind(tenant)
     .bind(&lead.id)
@@ -78,6 +84,13 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     .bind(&lead.id)
     .fetch_optional(pool)
     .await?;
+    let duplicates: Vec<(String, String)> = sqlx::query_as(
+        "SELECT other_id, reasons FROM lead_possible_duplicates WHERE tenant_id = $1 AND lead_id = $2 ORDER BY created_at, other_id",
+    )
+    .bind(tenant)
+    .bind(&lead.id)
+    .fetch_all(pool)
+    .await?;
     let history: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
         "SELECT at, kind, actor, detail FROM lead_history WHERE tenant_id = $1 AND lead_id = $2 ORDER BY at, id",
     )
@@ -86,6 +99,14 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     .fetch_all(pool)
     .await?;
 
+    // First- and last-touch attribution: the captures (not engagement) that brought
+    // the lead in and that last brought it back.
+    let touch_view = |(capture_id, channel, campaign_id, at, kind): &(String, String, Option<String>, i64, String)| json!({"capture_id": capture_id, "kind": kind, "channel": channel, "campaign_id": campaign_id, "at": rfc3339(*at)});
+    let captures: Vec<_> = touches.iter().filter(|t| t.4 == "capture").collect();
+    let attribution = json!({
+        "first_touch": captures.first().map(|t| touch_view(t)),
+        "last_touch": captures.last().map(|t| touch_view(t)),
+    });
     Ok(HttpResponse::Ok().json(json!({
         "id": lead.id,
         "name": lead.name,
@@ -95,15 +116,22 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
         "email": lead.email,
         "channel": lead.channel,
         "identities": identities.into_iter().map(|(kind, value)| json!({"kind": kind, "value": value})).collect::<Vec<_>>(),
-        "touches": touches.into_iter().map(|(capture_id, channel, campaign_id, at)| json!({
-            "capture_id": capture_id, "channel": channel, "campaign_id": campaign_id, "at": rfc3339(at),
-        })).collect::<Vec<_>>(),
+        "uscc": lead.uscc,
+        "touches": touches.iter().map(touch_view).collect::<Vec<_>>(),
+        "attribution": attribution,
         "score": lead.score,
         "grade": lead.grade,
         "is_mql": lead.is_mql != 0,
+        "mql_at": lead.mql_at.map(rfc3339),
+        "scored_at": lead.scored_at.map(rfc3339),
+        "scoring_version": lead.scoring_version,
         "score_reasons": parse_json(&lead.score_reasons),
         "status": lead.status,
         "owner_id": lead.owner_id,
+        "merged_into": lead.merged_into,
+        "possible_duplicates": duplicates.into_iter().map(|(other, reasons)| json!({
+            "lead_id": other, "reasons": parse_json(&reasons),
+        })).collect::<Vec<_>>(),
         "assignment": assignment.map(|a| json!({
             "id": a.id, "staff_id": a.staff_id, "state": a.state, "reason": a.reason,
             "sla_due_at": a.sla_due_at.map(rfc3339), "created_at": rfc3339(a.created_at),

@@ -7,7 +7,7 @@ use chrono::Utc;
 use huoke_shared::Infra;
 use huoke_shared::bus::{Envelope, HandlerError};
 use huoke_shared::consumer::Effect;
-use huoke_shared::lifecycle::{self, LifecycleError};
+use huoke_shared::lifecycle::{self, LeadStatus, LifecycleError};
 use huoke_shared::messages::LeadQualified;
 use huoke_shared::repo::history::{self, Entry};
 use huoke_shared::store::Tx;
@@ -75,6 +75,10 @@ impl Effect for RouteLeads {
             let Some(lead) = world::lead(tx, tenant_id, &event.lead_id).await? else {
                 return Err(HandlerError::Reject(format!("lead {} does not exist", event.lead_id)));
             };
+            if lead.status == LeadStatus::Merged.as_str() {
+                // Merged since it was qualified: its survivor is routed on its own.
+                continue;
+            }
             if let Some(owner) = &lead.owner_id {
                 kept.push((
                     tenant_id.to_string(),

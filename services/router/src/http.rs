@@ -8,11 +8,11 @@ use chrono::Utc;
 use huoke_shared::auth::{Caller, Role};
 use huoke_shared::clock::{now_ms, rfc3339};
 use huoke_shared::http::Json;
+use huoke_shared::repo::versioned::{Versioned, get_version, history, parse_stored, put_version};
 use huoke_shared::schedule::Schedule;
 use huoke_shared::store::Tx;
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::decide::{Ask, by_precedence, cursor_key, decide};
@@ -23,12 +23,6 @@ use crate::sla::{SlaPolicies, due_at};
 use crate::world;
 
 const MANAGERS: &[Role] = &[Role::Admin, Role::Manager];
-
-/// One versioned configuration: its table and how to check a new version.
-trait Versioned: DeserializeOwned + serde::Serialize + Default {
-    const TABLE: &'static str;
-    async fn problems(&self, tx: &mut Tx, tenant_id: &str) -> ApiResult<Vec<huoke_shared::error::FieldError>>;
-}
 
 impl Versioned for RuleSet {
     const TABLE: &'static str = "routing_rules";
@@ -54,93 +48,6 @@ impl Versioned for SlaPolicies {
     async fn problems(&self, _: &mut Tx, _: &str) -> ApiResult<Vec<huoke_shared::error::FieldError>> {
         Ok(self.check())
     }
-}
-
-fn version_view(version: i64, created_by: Option<&str>, created_at: Option<i64>, body: Value) -> Value {
-    let mut view = json!({
-        "version": version,
-        "created_by": created_by,
-        "created_at": created_at.map(rfc3339),
-    });
-    if let (Value::Object(view), Value::Object(body)) = (&mut view, body) {
-        view.extend(body);
-    }
-    view
-}
-
-async fn put_version<T: Versioned>(infra: &Infra, caller: &Caller, body: T) -> ApiResult<HttpResponse> {
-    caller.require_any(MANAGERS)?;
-    let tenant = caller.tenant_id.as_str();
-    let mut tx = infra.store.begin().await?;
-    let problems = body.problems(&mut tx, tenant).await?;
-    if !problems.is_empty() {
-        return Err(ApiError::Validation(problems));
-    }
-    let current = world::current_version(&mut tx, T::TABLE, tenant).await?;
-    let version = current.map_or(1, |(v, _)| v + 1);
-    let now = now_ms();
-    let text = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {} (tenant_id, version, body, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
-        T::TABLE
-    )))
-    .bind(tenant)
-    .bind(version)
-    .bind(text.to_string())
-    .bind(&caller.staff_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            ApiError::Conflict("another version was saved at the same time; read it and try again".into())
-        }
-        _ => e.into(),
-    })?;
-    tx.commit().await?;
-    Ok(HttpResponse::Ok().json(version_view(version, Some(&caller.staff_id), Some(now), text)))
-}
-
-async fn get_version<T: Versioned>(infra: &Infra, caller: &Caller) -> ApiResult<HttpResponse> {
-    caller.require_any(MANAGERS)?;
-    let row: Option<(i64, String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT version, body, created_by, created_at FROM {} WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
-        T::TABLE
-    )))
-    .bind(&caller.tenant_id)
-    .fetch_optional(infra.store.pool())
-    .await?;
-    let view = match row {
-        Some((version, body, by, at)) => version_view(version, Some(&by), Some(at), parse_stored(&body)),
-        // Nothing saved yet: the defaults in force, as version 0.
-        None => version_view(
-            0,
-            None,
-            None,
-            serde_json::to_value(T::default()).map_err(anyhow::Error::from)?,
-        ),
-    };
-    Ok(HttpResponse::Ok().json(view))
-}
-
-async fn history<T: Versioned>(infra: &Infra, caller: &Caller) -> ApiResult<HttpResponse> {
-    caller.require_any(MANAGERS)?;
-    let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT version, body, created_by, created_at FROM {} WHERE tenant_id = $1 ORDER BY version DESC LIMIT 500",
-        T::TABLE
-    )))
-    .bind(&caller.tenant_id)
-    .fetch_all(infra.store.pool())
-    .await?;
-    let items: Vec<Value> = rows
-        .into_iter()
-        .map(|(version, body, by, at)| version_view(version, Some(&by), Some(at), parse_stored(&body)))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": null})))
-}
-
-fn parse_stored(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
 pub async fn put_rules(infra: web::Data<Infra>, caller: Caller, body: Json<RuleSet>) -> ApiResult<HttpResponse> {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use huoke_shared::auth::{Role, roles_from_string};
+use huoke_shared::repo::versioned::current_version;
 use huoke_shared::schedule::{DEFAULT_TZ, Schedule};
 use huoke_shared::store::Tx;
 use serde_json::{Map, Value};
@@ -66,16 +67,6 @@ struct StaffRow {
     timezone: String,
     working_hours: Option<String>,
     active: i64,
-}
-
-/// The newest version of a versioned configuration (`routing_rules`, `sla_policies`).
-pub async fn current_version(tx: &mut Tx, table: &str, tenant_id: &str) -> sqlx::Result<Option<(i64, String)>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT version, body FROM {table} WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1"
-    )))
-    .bind(tenant_id)
-    .fetch_optional(&mut **tx)
-    .await
 }
 
 pub async fn load_tenant(tx: &mut Tx, tenant_id: &str, now: DateTime<Utc>) -> anyhow::Result<Tenant> {
@@ -190,11 +181,13 @@ pub struct LeadRow {
     pub score: i64,
     pub channel: String,
     pub company: Option<String>,
+    pub company_key: Option<String>,
+    pub uscc: Option<String>,
 }
 
 pub async fn lead(tx: &mut Tx, tenant_id: &str, lead_id: &str) -> sqlx::Result<Option<LeadRow>> {
     sqlx::query_as(
-        "SELECT id, owner_id, status, grade, score, channel, company FROM leads WHERE tenant_id = $1 AND id = $2",
+        "SELECT id, owner_id, status, grade, score, channel, company, company_key, uscc FROM leads WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
     .bind(lead_id)
@@ -248,15 +241,19 @@ pub async fn facts(tx: &mut Tx, tenant_id: &str, lead: &LeadRow, capture_id: Opt
 /// The owner of another open lead of the same company (names compared trimmed and
 /// case-insensitively), if any.
 pub async fn account_owner(tx: &mut Tx, tenant_id: &str, lead: &LeadRow) -> sqlx::Result<Option<String>> {
-    let Some(company) = lead.company.as_deref().map(str::trim).filter(|c| !c.is_empty()) else {
+    // The same company: one unified social credit code, or one normalised name.
+    let (key, uscc) = (lead.company_key.as_deref(), lead.uscc.as_deref());
+    if key.is_none() && uscc.is_none() {
         return Ok(None);
-    };
+    }
     sqlx::query_scalar(
-        "SELECT owner_id FROM leads WHERE tenant_id = $1 AND lower(trim(company)) = lower($2) AND owner_id IS NOT NULL AND id <> $3
+        "SELECT owner_id FROM leads
+         WHERE tenant_id = $1 AND (company_key = $2 OR uscc = $3) AND owner_id IS NOT NULL AND id <> $4
          ORDER BY updated_at DESC LIMIT 1",
     )
     .bind(tenant_id)
-    .bind(company)
+    .bind(key)
+    .bind(uscc)
     .bind(&lead.id)
     .fetch_optional(&mut **tx)
     .await

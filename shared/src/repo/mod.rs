@@ -5,6 +5,7 @@
 pub mod history;
 pub mod staff;
 pub mod tenants;
+pub mod versioned;
 
 /// Stamps `column` (e.g. `revoked_at`) with now on one of the tenant's rows, once:
 /// doing it again keeps the first time. False when the tenant has no such row.

@@ -150,6 +150,7 @@ pub fn header_field(header: &str) -> Option<&'static str> {
         }
         "email" | "e-mail" | "邮箱" | "电子邮箱" | "邮件" => "email",
         "company" | "公司" | "公司名称" | "单位" | "企业" => "company",
+        "uscc" | "统一社会信用代码" | "信用代码" => "uscc",
         "title" | "job title" | "职位" | "职务" => "title",
         "channel" | "渠道" | "来源渠道" => "channel",
         "campaign_id" => "campaign_id",
@@ -185,6 +186,7 @@ pub fn capture(values: &Map<String, Value>, channel: Option<&str>, campaign_id: 
             Some("phone") => input.phone = text(value),
             Some("email") => input.email = text(value),
             Some("company") => input.company = text(value),
+            Some("uscc") => input.uscc = text(value),
             Some("title") => input.title = text(value),
             Some("channel") => input.channel = text(value).or(input.channel.take()),
             Some("campaign_id") => input.campaign_id = text(value).or(input.campaign_id.take()),

@@ -8,7 +8,8 @@
 //! (qualified, not yet routed) → `assigned` (an offer is open) → `accepted`; a
 //! rejected or breached offer makes it `rerouting` until the router offers it to the
 //! next owner, escalates it to a manager (`escalated`, an offer to the manager) or
-//! releases it to the public pool (`pool`).
+//! releases it to the public pool (`pool`). A lead found to be the same person as
+//! another is `merged` into it (`merge`), which can be undone.
 
 use serde_json::json;
 
@@ -19,12 +20,17 @@ use crate::repo::history::{self, Entry};
 use crate::store::bulk::{self, Value};
 use crate::store::{Outbox, Tx};
 
+mod merge;
+pub use merge::{MergeOutcome, merge, undo_last_merge};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssignmentState {
     Offered,
     Accepted,
     Rejected,
     Expired,
+    /// Ended because its lead was merged into a lead someone else owns.
+    Withdrawn,
 }
 
 impl AssignmentState {
@@ -34,13 +40,20 @@ impl AssignmentState {
             AssignmentState::Accepted => "accepted",
             AssignmentState::Rejected => "rejected",
             AssignmentState::Expired => "expired",
+            AssignmentState::Withdrawn => "withdrawn",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Offered, Self::Accepted, Self::Rejected, Self::Expired]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+        [
+            Self::Offered,
+            Self::Accepted,
+            Self::Rejected,
+            Self::Expired,
+            Self::Withdrawn,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
     }
 }
 
@@ -51,6 +64,8 @@ pub enum LeadStatus {
     Accepted,
     Rerouting,
     Pool,
+    /// Found to be the same person as another lead, which now holds everything.
+    Merged,
 }
 
 impl LeadStatus {
@@ -61,6 +76,7 @@ impl LeadStatus {
             LeadStatus::Accepted => "accepted",
             LeadStatus::Rerouting => "rerouting",
             LeadStatus::Pool => "pool",
+            LeadStatus::Merged => "merged",
         }
     }
 }

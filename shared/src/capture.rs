@@ -159,6 +159,7 @@ pub fn validate(
         wechat,
         attributes,
         consent: input.consent,
+        visitor: None,
         received_at_ms,
     })
 }
@@ -169,6 +170,9 @@ pub struct Submission<'a> {
     /// Staff id, API key id or the public surface (`card:{slug}`).
     pub created_by: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// The public page's visitor (salted hash) who filled the form, so the lead's
+    /// later visits to such pages count as engagement.
+    pub visitor: Option<&'a str>,
 }
 
 /// Validates and stores a capture with its `capture.received` event; returns the
@@ -187,7 +191,8 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     }
     let now = now_ms();
     let capture_id = new_id();
-    let capture = validate(input, &capture_id, now).map_err(ApiError::Validation)?;
+    let mut capture = validate(input, &capture_id, now).map_err(ApiError::Validation)?;
+    capture.visitor = who.visitor.map(str::to_string);
     let live_code = input
         .live_code
         .as_deref()
@@ -312,6 +317,7 @@ pub async fn accept_many(
                     tenant_id,
                     created_by,
                     idempotency_key: Some(key),
+                    visitor: None,
                 };
                 one_by_one.push(match accept(infra, who, input).await {
                     Ok(id) => Ok(id),

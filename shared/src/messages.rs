@@ -10,6 +10,7 @@ pub mod queues {
     pub const ROUTER_LEADS: &str = "router.leads";
     pub const ROUTER_REROUTES: &str = "router.reroutes";
     pub const POOL_ASSIGNMENTS: &str = "pool.assignments";
+    pub const QUALIFY_ENGAGEMENT: &str = "qualify.engagement";
 }
 
 /// Every durable queue and its bindings, declared by every process at start-up.
@@ -28,6 +29,11 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         name: queues::ROUTER_REROUTES,
         bindings: &[AssignmentRejected::TOPIC, SlaBreached::TOPIC],
         dead_letter_queue: "router.reroutes.dlq",
+    },
+    QueueSpec {
+        name: queues::QUALIFY_ENGAGEMENT,
+        bindings: &[CardEngaged::TOPIC],
+        dead_letter_queue: "qualify.engagement.dlq",
     },
     QueueSpec {
         name: queues::POOL_ASSIGNMENTS,
@@ -80,6 +86,9 @@ pub struct CaptureReceived {
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
     pub consent: Option<bool>,
+    /// The salted visitor hash of the public page the capture came from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<String>,
     pub received_at_ms: i64,
 }
 
@@ -199,6 +208,22 @@ pub struct LeadMerged {
 
 impl Message for LeadMerged {
     const TOPIC: &'static str = "lead.merged";
+}
+
+/// A visitor of a smart card did something worth counting: `card_view` (opened the
+/// card) or `card_save` (saved the contact). qualify credits it to the lead the
+/// visitor became, if any.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CardEngaged {
+    pub card_id: String,
+    /// Salted visitor hash, as stored with the card's events.
+    pub visitor: String,
+    pub kind: String,
+    pub at_ms: i64,
+}
+
+impl Message for CardEngaged {
+    const TOPIC: &'static str = "card.engaged";
 }
 
 /// Scans of one code, landing on one member (or none) with one outcome, within one

@@ -18,7 +18,8 @@ on_both_backends!(
     the_vcard_round_trips,
     the_card_form_routes_to_the_card_owner,
     honeypot_creates_nothing_and_the_form_is_rate_limited,
-    shares_build_a_tree_and_stats_count_them
+    shares_build_a_tree_and_stats_count_them,
+    card_visits_after_the_form_count_as_the_leads_engagement
 );
 
 const HOSTILE: &str = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>";
@@ -947,4 +948,81 @@ async fn shares_build_a_tree_and_stats_count_them(backend: Backend) {
     let resp = app.client.post(app.url("/c/NoSuchCard/share")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     app.stop().await;
+}
+
+async fn card_visits_after_the_form_count_as_the_leads_engagement(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let sdr3_id = ids["sdr3@demo.local"].clone();
+    let sdr3 = app.login("demo", "sdr3@demo.local", PASSWORD).await;
+    let slug = card_for(&app, &sdr3, &sdr3_id, json!({"display_name": "王五"})).await;
+
+    // A stranger's visits count for no one.
+    let stranger = visit(&app, &format!("/c/{slug}"), None).await;
+    assert_eq!(stranger.status, 200);
+    // The visitor who sends the form becomes the lead; their later visits are its
+    // engagement.
+    let page = visit(&app, &format!("/c/{slug}"), None).await;
+    let cookie = page.cookie.clone().unwrap();
+    let answer = post_form(
+        &app,
+        &slug,
+        "203.0.113.31",
+        Some(&cookie),
+        &[("name", "赵六"), ("phone", "137 0013 7001"), ("website", "")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let capture_id = capture_id_of(&answer.body);
+    let lead = app
+        .wait_for_assigned_lead(&admin, &capture_id, Duration::from_secs(15))
+        .await;
+    let lead_id = lead["id"].as_str().unwrap().to_string();
+    let score_before = lead["score"].as_i64().unwrap();
+    assert!(
+        lead["score_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["rule"] != "viewed a card")
+    );
+
+    for path in [format!("/c/{slug}"), format!("/c/{slug}"), format!("/c/{slug}/vcard")] {
+        assert_eq!(visit(&app, &path, Some(&cookie)).await.status, 200);
+    }
+    visit(&app, &format!("/c/{slug}"), None).await;
+    let lead = crate::helpers::eventually(Duration::from_secs(20), "the visits to be credited", || async {
+        let (_, lead) = app.get(&admin, &format!("/v1/leads/{lead_id}")).await;
+        let kinds: Vec<String> = lead["touches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap().to_string())
+            .collect();
+        (kinds.iter().filter(|k| *k == "card_view").count() == 2 && kinds.contains(&"card_save".to_string()))
+            .then_some(lead)
+    })
+    .await;
+    let viewed = lead["score_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "viewed a card")
+        .cloned()
+        .unwrap_or_else(|| panic!("no card-view reason: {lead}"));
+    assert_eq!(viewed["events"], 2, "only the lead's own visits after the form: {lead}");
+    assert!(
+        lead["score_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "saved a card's contact")
+    );
+    assert!(lead["score"].as_i64().unwrap() > score_before, "{lead}");
+    assert_eq!(
+        lead["touches"].as_array().unwrap().len(),
+        4,
+        "the capture and three visits: {lead}"
+    );
 }

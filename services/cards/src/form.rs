@@ -163,17 +163,18 @@ pub async fn submit(
         Err(errors) => return Ok(invalid(errors)),
     };
     let created_by = format!("card:{}", card.slug);
+    let visitor = visitor::identify(&req, &card.tenant_id);
     let who = Submission {
         tenant_id: &card.tenant_id,
         created_by: &created_by,
         idempotency_key: None,
+        visitor: Some(&visitor.hash),
     };
     let capture_id = match capture::accept(&infra, who, &input).await {
         Ok(id) => id,
         Err(ApiError::Validation(errors)) => return Ok(invalid(errors)),
         Err(other) => return Err(other),
     };
-    let visitor = visitor::identify(&req, &card.tenant_id);
     repo::record_event_quietly(&infra, &card, EventKind::Lead, &visitor.hash, share.as_deref()).await;
     tracing::info!(card = %card.id, capture = %capture_id, "card form captured");
     Ok(html_response(

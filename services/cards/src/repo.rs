@@ -1,7 +1,10 @@
 //! Cards, shares and card events in the store. Every query names the tenant,
 //! except the public slug lookup, which is how a public request finds its tenant.
 
+use huoke_shared::bus::Envelope;
 use huoke_shared::clock::{new_id, now_ms};
+use huoke_shared::messages::CardEngaged;
+use huoke_shared::store::Outbox;
 use huoke_shared::{ApiError, Infra};
 use serde::Serialize;
 use sqlx::FromRow;
@@ -290,6 +293,7 @@ pub async fn record_event(
     visitor: &str,
     share_token: Option<&str>,
 ) -> sqlx::Result<()> {
+    let now = now_ms();
     let mut tx = infra.store.begin().await?;
     sqlx::query(
         "INSERT INTO card_events (id, tenant_id, card_id, kind, visitor, share_token, at)
@@ -301,10 +305,30 @@ pub async fn record_event(
     .bind(kind.as_str())
     .bind(visitor)
     .bind(share_token)
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    // Views and saves are engagement the lead's score counts (a form sent is the
+    // capture itself). The same transaction: counted here, credited there.
+    let engagement = match kind {
+        EventKind::View => Some("card_view"),
+        EventKind::Vcard => Some("card_save"),
+        EventKind::Lead => None,
+    };
+    if let Some(kind) = engagement {
+        let event = CardEngaged {
+            card_id: card.id.clone(),
+            visitor: visitor.to_string(),
+            kind: kind.to_string(),
+            at_ms: now,
+        };
+        Outbox::add(&mut tx, &Envelope::new(&card.tenant_id, &event)).await?;
+    }
+    tx.commit().await?;
+    if engagement.is_some() {
+        infra.kick_outbox();
+    }
+    Ok(())
 }
 
 /// Records an event without failing the request: the visitor's page matters more

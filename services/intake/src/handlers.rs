@@ -27,6 +27,7 @@ pub async fn post_lead(
         tenant_id: principal.tenant_id(),
         created_by: &actor,
         idempotency_key: key.as_deref(),
+        visitor: None,
     };
     let capture_id = accept(&infra, who, &body.0).await?;
     Ok(HttpResponse::Accepted()

@@ -246,6 +246,7 @@ pub async fn receive(
         tenant_id: &source.tenant_id,
         created_by: &actor,
         idempotency_key: Some(&key),
+        visitor: None,
     };
     let capture_id = accept(&infra, who, &input).await?;
     metrics::counter!("huoke_webhooks_accepted_total").increment(1);

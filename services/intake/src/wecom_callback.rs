@@ -162,6 +162,7 @@ pub async fn receive(
         tenant_id: &settings.tenant_id,
         created_by: "wecom",
         idempotency_key: Some(&key),
+        visitor: None,
     };
     accept(&infra, who, &input).await?;
     metrics::counter!("huoke_wecom_callbacks_accepted_total").increment(1);

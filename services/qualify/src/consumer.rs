@@ -20,6 +20,7 @@ use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
 
 use crate::duplicates::{self, Person};
+use crate::engagement::link_visitor;
 use crate::facts::{RulesCache, present_fields, rescore};
 use crate::identity::{self, Identity};
 use crate::scoring::{Event, Facts, score};
@@ -163,6 +164,9 @@ impl Effect for QualifyCaptures {
             merge_into_first(tx, tenant, &all, &capture.capture_id, &ids).await?;
         }
 
+        if let Some(visitor) = &capture.visitor {
+            link_visitor(tx, tenant, visitor, &lead_id).await?;
+        }
         sqlx::query(
             "INSERT INTO lead_touches (id, tenant_id, lead_id, capture_id, channel, campaign_id, occurred_at, kind)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'capture') ON CONFLICT (tenant_id, capture_id) DO NOTHING",
@@ -517,6 +521,11 @@ impl QualifyCaptures {
         .await?;
         for (tenant, person) in &people {
             duplicates::flag(tx, tenant, person).await?;
+        }
+        for (item, lead_id) in items.iter().zip(&lead_ids) {
+            if let Some(visitor) = &item.capture.visitor {
+                link_visitor(tx, &item.envelope.tenant_id, visitor, lead_id).await?;
+            }
         }
         history::record_many(tx, "qualify", entries).await?;
         bulk::update_from_values(

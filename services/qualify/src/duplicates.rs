@@ -8,9 +8,16 @@ use huoke_shared::company::name_similarity;
 use huoke_shared::store::Tx;
 use serde_json::json;
 
-/// Names at least this alike (Jaro–Winkler) are worth a look: one character apart
-/// in a three-character Chinese name scores 0.8 (just under, in floating point).
-const SIMILAR: f64 = 0.79;
+/// Short names (Chinese names are two to four characters) at least this alike
+/// (Jaro–Winkler) are worth a look: one character apart in a three-character name
+/// scores 0.8 (just under, in floating point).
+const SIMILAR_SHORT: f64 = 0.79;
+/// Longer names need more: Jaro–Winkler is lenient with long shared prefixes
+/// ("Zhang Wei" and "Zhang Min" score 0.9).
+const SIMILAR_LONG: f64 = 0.93;
+/// Pairs flagged per capture at most: a company with hundreds of alike names
+/// should not turn one capture into hundreds of rows.
+const MAX_FLAGGED: usize = 20;
 /// Leads of one company compared per capture; a company with more is compared with
 /// its most recent ones.
 const MAX_COMPARED: i64 = 200;
@@ -42,7 +49,8 @@ pub fn reasons(a: &Person, b: &Person) -> Option<Vec<String>> {
         return None;
     };
     let similarity = name_similarity(x, y);
-    if similarity < SIMILAR {
+    let short = x.chars().count().max(y.chars().count()) <= 4;
+    if similarity < if short { SIMILAR_SHORT } else { SIMILAR_LONG } || digits(x) != digits(y) {
         return None;
     }
     reasons.push(if similarity > 0.999 {
@@ -51,6 +59,12 @@ pub fn reasons(a: &Person, b: &Person) -> Option<Vec<String>> {
         format!("similar names ({similarity:.2})")
     });
     Some(reasons)
+}
+
+/// The digits in a name: "Lead 1" and "Lead 2" are not alike however similar the
+/// letters (numbered test entries, "Team 3").
+fn digits(name: &str) -> String {
+    name.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// Flags `lead` against the other live leads of its company, both ways. Returns how
@@ -94,6 +108,9 @@ pub async fn flag(tx: &mut Tx, tenant_id: &str, lead: &Person) -> sqlx::Result<u
             .await?;
         }
         flagged += 1;
+        if flagged >= MAX_FLAGGED {
+            break;
+        }
     }
     Ok(flagged)
 }
@@ -121,6 +138,14 @@ mod tests {
         assert!(why[1].starts_with("similar names"), "{why:?}");
         let same = person("c", "王小明", "字节跳动科技集团");
         assert_eq!(reasons(&a, &same).unwrap()[1], "same name");
+    }
+
+    #[test]
+    fn long_names_need_to_be_closer_and_numbers_must_agree() {
+        let a = person("a", "Zhang Wei", "Acme");
+        assert!(reasons(&a, &person("b", "Zhang Min", "Acme Inc")).is_none());
+        assert!(reasons(&a, &person("c", "zhang  wei", "Acme Inc")).is_some());
+        assert!(reasons(&person("d", "Lead 1", "Acme"), &person("e", "Lead 2", "Acme")).is_none());
     }
 
     #[test]

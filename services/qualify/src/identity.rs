@@ -74,6 +74,7 @@ mod tests {
             wechat: WechatIds::default(),
             attributes: serde_json::Map::new(),
             consent: None,
+            visitor: None,
             received_at_ms: 0,
         }
     }

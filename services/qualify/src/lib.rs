@@ -7,6 +7,7 @@
 
 mod consumer;
 mod duplicates;
+mod engagement;
 mod facts;
 mod http;
 mod identity;
@@ -38,9 +39,16 @@ fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn consumers(infra: &Infra) -> Vec<Consumer> {
-    vec![Consumer {
-        queue: queues::QUALIFY_CAPTURES,
-        options: infra.settings.consumer_options(),
-        handler: Transactional::new(infra, consumer::QualifyCaptures),
-    }]
+    vec![
+        Consumer {
+            queue: queues::QUALIFY_CAPTURES,
+            options: infra.settings.consumer_options(),
+            handler: Transactional::new(infra, consumer::QualifyCaptures),
+        },
+        Consumer {
+            queue: queues::QUALIFY_ENGAGEMENT,
+            options: infra.settings.consumer_options(),
+            handler: Transactional::new(infra, engagement::CreditEngagement),
+        },
+    ]
 }

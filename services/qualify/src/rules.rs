@@ -69,16 +69,9 @@ pub struct Grades {
 }
 
 /// What a lead can do that counts: every capture; a capture through a form or by
-/// adding a WeCom contact also counts as `form_submission` / `wecom_add`; card views,
-/// card shares and scans credited to the lead's visitor.
-pub const EVENTS: &[&str] = &[
-    "capture",
-    "form_submission",
-    "wecom_add",
-    "card_view",
-    "card_share",
-    "scan",
-];
+/// adding a WeCom contact also counts as `form_submission` / `wecom_add`; views of a
+/// smart card and saves of its contact by the visitor who became the lead.
+pub const EVENTS: &[&str] = &["capture", "form_submission", "wecom_add", "card_view", "card_save"];
 
 const FIELDS: &[&str] = &[
     "name", "company", "title", "phone", "email", "uscc", "wechat", "consent", "channel",
@@ -131,6 +124,14 @@ impl Default for RuleSet {
                 EngagementRule {
                     name: "came back".into(),
                     event: "capture".into(),
+                    channels: None,
+                    points: 5,
+                    half_life_days: Some(30.0),
+                    group: Some("visits".into()),
+                },
+                EngagementRule {
+                    name: "saved a card's contact".into(),
+                    event: "card_save".into(),
                     channels: None,
                     points: 5,
                     half_life_days: Some(30.0),

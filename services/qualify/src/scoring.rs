@@ -28,7 +28,7 @@ pub struct Facts {
 /// Something the lead did: a touch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// The touch's kind: `capture`, `card_view`, `card_share`, `scan`.
+    /// The touch's kind: `capture`, `card_view`, `card_save`.
     pub kind: String,
     pub channel: String,
     pub at_ms: i64,

@@ -151,6 +151,7 @@ async fn submit(infra: &Infra, req: &HttpRequest, form: &Form, values: &Values) 
         tenant_id: &form.tenant_id,
         created_by: &actor,
         idempotency_key: None,
+        visitor: None,
     };
     match accept(infra, who, &input).await {
         Ok(id) => Ok(Outcome::Stored(id)),

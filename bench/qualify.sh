@@ -9,11 +9,12 @@
 # CAPTURE_SECONDS s) and relays them to the qualify queue; intake stops; then
 # `huoke serve qualify` starts and works off the backlog. Reported: captures qualified
 # per second, from the captures' own timestamps (first to last `updated_at` when they
-# became qualified), and the wall time of the drain. ROUNDS rounds run on the empty
-# store; then SEED_LEADS leads with two identities each (phone and e-mail) are written
-# straight into PostgreSQL, and ROUNDS rounds run again.
+# became qualified), and the wall time of the drain. Two stores: one empty, one given
+# SEED_LEADS leads with two identities each (phone and e-mail) written straight into
+# PostgreSQL; after a warm-up round on each, ROUNDS rounds alternate between them and
+# the medians are compared.
 #
-# Knobs (environment): CAPTURE_RATE=2000 CAPTURE_SECONDS=10 ROUNDS=2 SEED_LEADS=500000
+# Knobs (environment): CAPTURE_RATE=2000 CAPTURE_SECONDS=10 ROUNDS=3 SEED_LEADS=500000
 #   CONNS=32 PORT=18280 DRAIN_TIMEOUT=600 SKIP_BUILD=1 KEEP=1 BENCH_COMMIT=<sha>
 #   PG_ADMIN_URL BENCH_REDIS_URL BENCH_AMQP_URL (see bench/lib.sh)
 #   CARGO_TARGET_DIR (binaries are taken from $CARGO_TARGET_DIR/release, default ./target)
@@ -24,7 +25,7 @@ cd "$ROOT"
 
 CAPTURE_RATE=${CAPTURE_RATE:-2000}
 CAPTURE_SECONDS=${CAPTURE_SECONDS:-10}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 SEED_LEADS=${SEED_LEADS:-500000}
 CONNS=${CONNS:-32}
 PORT=${PORT:-18280}
@@ -57,8 +58,10 @@ cleanup() {
     set +e
     [ -n "$PID" ] && { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
     if [ -z "${KEEP:-}" ]; then
-        log "dropping database $DB and queues $NS.*"
-        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
+        log "dropping databases ${DB}_* and queues $NS.*"
+        for store in empty seeded; do
+            psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"${DB}_$store\" WITH (FORCE)" >/dev/null 2>&1
+        done
         if command -v rabbitmqctl >/dev/null; then
             rabbitmqctl list_queues -q name 2>/dev/null | grep "^$NS\." | while read -r q; do
                 rabbitmqctl delete_queue "$q" >/dev/null 2>&1
@@ -71,84 +74,101 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$DB\"" >/dev/null
-DB_URL="${PG_ADMIN_URL%/*}/$DB"
-q() { psql "$DB_URL" -XAtqc "$1"; }
 PASSWORD="bench-$(head -c 12 /dev/urandom | base64 | tr -d '/+=\n')"
-run=(env DATABASE_URL="$DB_URL" REDIS_URL="$BENCH_REDIS_URL" AMQP_URL="$BENCH_AMQP_URL" HUOKE_NAMESPACE="$NS"
-    HUOKE_JWT_SECRET="bench-secret-$RUN_ID-0123456789abcdef" HUOKE_LOG="${HUOKE_LOG:-warn}")
-"${run[@]}" "$HUOKE" tenant create --slug demo --name Demo --admin-email admin@demo.local \
-    --admin-password "$PASSWORD" >/dev/null
-TOKEN=$("${run[@]}" "$HUOKE" token --tenant demo --email admin@demo.local)
-TENANT=$(q "SELECT id FROM tenants WHERE slug = 'demo'")
+SECRET="bench-secret-$RUN_ID-0123456789abcdef"
+# Two stores side by side: rounds alternate between them, so drift on the machine
+# (caches, autovacuum, other load) falls on both alike.
+declare -A URL TOKEN TENANT
+for store in empty seeded; do
+    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"${DB}_$store\"" >/dev/null
+    URL[$store]="${PG_ADMIN_URL%/*}/${DB}_$store"
+    env DATABASE_URL="${URL[$store]}" HUOKE_NAMESPACE="$NS.$store" HUOKE_JWT_SECRET="$SECRET" HUOKE_LOG=warn \
+        "$HUOKE" tenant create --slug demo --name Demo --admin-email admin@demo.local --admin-password "$PASSWORD" >/dev/null
+    TOKEN[$store]=$(env DATABASE_URL="${URL[$store]}" HUOKE_JWT_SECRET="$SECRET" "$HUOKE" token --tenant demo --email admin@demo.local)
+    TENANT[$store]=$(psql "${URL[$store]}" -XAtqc "SELECT id FROM tenants WHERE slug = 'demo'")
+done
+q() { psql "${URL[$1]}" -XAtqc "$2"; }
 
-start() { # service port → starts it in the background, waits for /healthz
-    "${run[@]}" "$HUOKE" serve "$1" --listen "127.0.0.1:$2" >>"$OUT/$1.log" 2>&1 &
+log "seeding $SEED_LEADS leads with two identities each into the seeded store"
+SEED_T0=$(date +%s)
+q seeded "INSERT INTO leads (id, tenant_id, name, phone, email, company, company_key, channel, score, grade, score_reasons, is_mql, status, created_at, updated_at)
+   SELECT 'seed' || g, '${TENANT[seeded]}', 'Seed ' || g, '+8615' || lpad(g::text, 9, '0'), 'seed' || g || '@seed.example',
+          'Seed Co ' || g, 'seedco' || g, 'api', 10, 'D', '[]', 0, 'new', 1700000000000 + g, 1700000000000 + g
+   FROM generate_series(1, $SEED_LEADS) g" >/dev/null
+q seeded "INSERT INTO lead_identities (tenant_id, kind, value, lead_id, created_at)
+   SELECT '${TENANT[seeded]}', 'phone', '+8615' || lpad(g::text, 9, '0'), 'seed' || g, 1700000000000 FROM generate_series(1, $SEED_LEADS) g
+   UNION ALL
+   SELECT '${TENANT[seeded]}', 'email', 'seed' || g || '@seed.example', 'seed' || g, 1700000000000 FROM generate_series(1, $SEED_LEADS) g" >/dev/null
+for store in empty seeded; do
+    q "$store" "VACUUM ANALYZE" >/dev/null
+done
+IDENTITIES=$(q seeded "SELECT count(*) FROM lead_identities")
+log "seeded in $(( $(date +%s) - SEED_T0 )) s: $IDENTITIES identities, database $(q seeded "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+
+start() { # store service port → starts it in the background, waits for /healthz
+    env DATABASE_URL="${URL[$1]}" REDIS_URL="$BENCH_REDIS_URL" AMQP_URL="$BENCH_AMQP_URL" HUOKE_NAMESPACE="$NS.$1" \
+        HUOKE_JWT_SECRET="$SECRET" HUOKE_LOG="${HUOKE_LOG:-warn}" \
+        "$HUOKE" serve "$2" --listen "127.0.0.1:$3" >>"$OUT/$1-$2.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 300); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$2/healthz" 2>/dev/null && return 0
-        kill -0 "$PID" 2>/dev/null || die "huoke serve $1 exited (see $OUT/$1.log)"
+        curl -fsS -o /dev/null "http://127.0.0.1:$3/healthz" 2>/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || die "huoke serve $2 exited (see $OUT/$1-$2.log)"
         sleep 0.1
     done
-    die "huoke serve $1 did not answer"
+    die "huoke serve $2 did not answer"
 }
 stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; PID=; }
 
 RESULTS=()
-round() { # label round-number → one line of results
-    local label=$1 n=$2 since accepted t0 t1 done_n
+declare -A RATES
+round() { # store round-number → one line of results
+    local store=$1 n=$2 since accepted t0 t1 done_n rate leads line
     since=$(date +%s%3N)
-    start intake "$PORT"
-    # Phones: +86 1 + a round digit pair + the request number on 8 digits: a valid
-    # mobile, a new person every time (the seeded ones start +8615).
-    "$LOADGEN" --url "http://127.0.0.1:$PORT/v1/leads" --method POST --header "Authorization: Bearer $TOKEN" \
-        --body "{\"name\":\"Person {n}\",\"phone\":\"+8613$n{n8}\",\"email\":\"r$n-$label-{n}@bench.example\",\"company\":\"Company {n} of $label\",\"channel\":\"web_form\"}" \
-        --rate "$CAPTURE_RATE" --duration "$CAPTURE_SECONDS" --warmup 0 --connections "$CONNS" >"$OUT/loadgen-$label-$n.txt"
-    accepted=$(q "SELECT count(*) FROM captures WHERE created_at >= $since")
-    for _ in $(seq 1 600); do [ "$(q 'SELECT count(*) FROM outbox')" = 0 ] && break; sleep 0.2; done
+    start "$store" intake "$PORT"
+    # Phones: +86 13, the round's digit, the request number on 8 digits: a valid
+    # mobile and a new person every time (the seeded ones start +8615).
+    "$LOADGEN" --url "http://127.0.0.1:$PORT/v1/leads" --method POST --header "Authorization: Bearer ${TOKEN[$store]}" \
+        --body "{\"name\":\"Person {n}\",\"phone\":\"+8613$n{n8}\",\"email\":\"r$n-{n}@bench.example\",\"company\":\"Company {n} of round $n\",\"channel\":\"web_form\"}" \
+        --rate "$CAPTURE_RATE" --duration "$CAPTURE_SECONDS" --warmup 0 --connections "$CONNS" >"$OUT/loadgen-$store-$n.txt"
+    accepted=$(q "$store" "SELECT count(*) FROM captures WHERE created_at >= $since")
+    for _ in $(seq 1 600); do [ "$(q "$store" 'SELECT count(*) FROM outbox')" = 0 ] && break; sleep 0.2; done
     stop
     t0=$(date +%s%3N)
-    start qualify "$((PORT + 1))"
+    start "$store" qualify "$((PORT + 1))"
     while :; do
-        done_n=$(q "SELECT count(*) FROM captures WHERE created_at >= $since AND status = 'qualified'")
+        done_n=$(q "$store" "SELECT count(*) FROM captures WHERE created_at >= $since AND status = 'qualified'")
         [ "$done_n" -ge "$accepted" ] && break
-        [ $(( $(date +%s%3N) - t0 )) -lt $((DRAIN_TIMEOUT * 1000)) ] || die "round $label $n: $done_n of $accepted qualified after ${DRAIN_TIMEOUT}s"
+        [ $(( $(date +%s%3N) - t0 )) -lt $((DRAIN_TIMEOUT * 1000)) ] || die "round $n ($store): $done_n of $accepted qualified after ${DRAIN_TIMEOUT}s"
         sleep 0.2
     done
     t1=$(date +%s%3N)
     stop
-    local rate
-    rate=$(q "SELECT round(($accepted - 1) / ((max(updated_at) - min(updated_at)) / 1000.0)) FROM captures WHERE created_at >= $since")
-    local leads
-    leads=$(q "SELECT count(*) FROM leads WHERE created_at >= $since")
-    local line
-    line=$(printf '%-8s round %s: %6d captures → %6d leads, qualified at %5s/s (drain wall %.1f s)' \
-        "$label" "$n" "$accepted" "$leads" "$rate" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print (b - a) / 1000}')")
+    rate=$(q "$store" "SELECT round(($accepted - 1) / ((max(updated_at) - min(updated_at)) / 1000.0)) FROM captures WHERE created_at >= $since")
+    leads=$(q "$store" "SELECT count(*) FROM leads WHERE created_at >= $since")
+    line=$(printf '%-7s round %s: %6d captures → %6d leads, qualified at %5s/s (drain wall %.1f s)' \
+        "$store" "$n" "$accepted" "$leads" "$rate" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print (b - a) / 1000}')")
     log "$line"
     RESULTS+=("$line")
+    RATES[$store]="${RATES[$store]:-} $rate"
 }
 
-for n in $(seq 1 "$ROUNDS"); do round empty "$n"; done
+# A warm-up round on each store (first runs of a fresh table plan differently), not
+# reported; then ROUNDS alternating pairs.
+round empty 0 >/dev/null 2>&1 || true
+round seeded 0 >/dev/null 2>&1 || true
+RESULTS=()
+RATES=()
+for n in $(seq 1 "$ROUNDS"); do
+    round empty "$n"
+    round seeded "$n"
+done
 
-log "seeding $SEED_LEADS leads with two identities each"
-SEED_T0=$(date +%s)
-q "INSERT INTO leads (id, tenant_id, name, phone, email, company, company_key, channel, score, grade, score_reasons, is_mql, status, created_at, updated_at)
-   SELECT 'seed' || g, '$TENANT', 'Seed ' || g, '+8615' || lpad(g::text, 9, '0'), 'seed' || g || '@seed.example',
-          'Seed Co ' || g, 'seedco' || g, 'api', 10, 'D', '[]', 0, 'new', 1700000000000 + g, 1700000000000 + g
-   FROM generate_series(1, $SEED_LEADS) g" >/dev/null
-q "INSERT INTO lead_identities (tenant_id, kind, value, lead_id, created_at)
-   SELECT '$TENANT', 'phone', '+8615' || lpad(g::text, 9, '0'), 'seed' || g, 1700000000000 FROM generate_series(1, $SEED_LEADS) g
-   UNION ALL
-   SELECT '$TENANT', 'email', 'seed' || g || '@seed.example', 'seed' || g, 1700000000000 FROM generate_series(1, $SEED_LEADS) g" >/dev/null
-q "VACUUM ANALYZE leads" >/dev/null
-q "VACUUM ANALYZE lead_identities" >/dev/null
-IDENTITIES=$(q "SELECT count(*) FROM lead_identities")
-log "seeded in $(( $(date +%s) - SEED_T0 )) s: $IDENTITIES identities, database $(q "SELECT pg_size_pretty(pg_database_size(current_database()))")"
-
-for n in $(seq 1 "$ROUNDS"); do round seeded "$((n + ROUNDS))"; done
-
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+EMPTY_MEDIAN=$(echo "${RATES[empty]}" | median)
+SEEDED_MEDIAN=$(echo "${RATES[seeded]}" | median)
 {
     cat "$OUT/machine.txt"
-    echo "identities after seeding: $IDENTITIES"
+    echo "identities in the seeded store: $IDENTITIES"
     printf '%s\n' "${RESULTS[@]}"
+    echo "median: empty $EMPTY_MEDIAN/s, seeded $SEEDED_MEDIAN/s, seeded/empty $(awk -v a="$SEEDED_MEDIAN" -v b="$EMPTY_MEDIAN" 'BEGIN {printf "%.2f", a / b}')"
 } | tee "$OUT/summary.txt"

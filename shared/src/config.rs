@@ -64,6 +64,9 @@ pub struct Settings {
     pub default_sla: Duration,
     /// How often the router looks for SLA deadlines that passed.
     pub sla_poll: Duration,
+    /// How often the pool looks for leads to recycle (no activity for the tenant's
+    /// `recycle_after_days`).
+    pub recycle_poll: Duration,
     pub bus_prefetch: u16,
     /// Most deliveries one consumer handles in one transaction.
     pub bus_batch: usize,
@@ -191,6 +194,7 @@ impl Settings {
             refresh_ttl: Duration::from_secs(positive(&get, "HUOKE_REFRESH_TTL_SECS", 30 * 24 * 3600)?),
             default_sla: Duration::from_secs(60 * number(&get, "HUOKE_SLA_MINUTES", 30)?),
             sla_poll: Duration::from_millis(positive(&get, "HUOKE_SLA_POLL_MS", 250)?),
+            recycle_poll: Duration::from_millis(positive(&get, "HUOKE_RECYCLE_POLL_MS", 60_000)?),
             bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 256)?,
             bus_batch: positive(&get, "HUOKE_BUS_BATCH", 64)?,
             bus_linger: Duration::from_millis(number(&get, "HUOKE_BUS_LINGER_MS", 0)?),

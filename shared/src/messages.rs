@@ -27,7 +27,11 @@ pub const TOPOLOGY: &[QueueSpec] = &[
     },
     QueueSpec {
         name: queues::ROUTER_REROUTES,
-        bindings: &[AssignmentRejected::TOPIC, SlaBreached::TOPIC],
+        bindings: &[
+            AssignmentRejected::TOPIC,
+            SlaBreached::TOPIC,
+            AssignmentHandedOver::TOPIC,
+        ],
         dead_letter_queue: "router.reroutes.dlq",
     },
     QueueSpec {
@@ -153,6 +157,49 @@ pub struct AssignmentRejected {
 
 impl Message for AssignmentRejected {
     const TOPIC: &'static str = "assignment.rejected";
+}
+
+/// The assignee was switched off: their open assignment ended and the lead goes to
+/// the next owner by the rules, like a rejection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AssignmentHandedOver {
+    pub assignment_id: String,
+    pub lead_id: String,
+    pub staff_id: String,
+    pub hop: i64,
+    pub kind: String,
+}
+
+impl Message for AssignmentHandedOver {
+    const TOPIC: &'static str = "assignment.handed_over";
+}
+
+/// A lead moved along the sales funnel (contacted → SQL → converted → won/lost, or
+/// disqualified), `after_ms` after it entered its previous status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadStatusChanged {
+    pub lead_id: String,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    pub staff_id: Option<String>,
+    pub after_ms: Option<i64>,
+}
+
+impl Message for LeadStatusChanged {
+    const TOPIC: &'static str = "lead.status_changed";
+}
+
+/// An SDR took a lead from the public pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeadClaimed {
+    pub lead_id: String,
+    pub staff_id: String,
+    pub assignment_id: String,
+}
+
+impl Message for LeadClaimed {
+    const TOPIC: &'static str = "lead.claimed";
 }
 
 /// An offer's accept window closed unanswered; the offer expired and the router

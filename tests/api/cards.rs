@@ -1000,7 +1000,19 @@ async fn card_visits_after_the_form_count_as_the_leads_engagement(backend: Backe
             .iter()
             .map(|t| t["kind"].as_str().unwrap().to_string())
             .collect();
-        (kinds.iter().filter(|k| *k == "card_view").count() == 2 && kinds.contains(&"card_save".to_string()))
+        // The score is stored with the touches it counted; the view reads the lead
+        // and its touches by separate statements, so wait for both to show all three.
+        let saved = lead["score_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "saved a card's contact")
+            && lead["score_reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["rule"] == "viewed a card" && r["events"] == 2);
+        (kinds.iter().filter(|k| *k == "card_view").count() == 2 && kinds.contains(&"card_save".to_string()) && saved)
             .then_some(lead)
     })
     .await;

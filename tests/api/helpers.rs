@@ -81,6 +81,7 @@ impl Environment {
             ("HUOKE_LISTEN".into(), "127.0.0.1:0".into()),
             ("HUOKE_DATA_DIR".into(), dir.path().display().to_string()),
             ("HUOKE_HTTP_WORKERS".into(), "2".into()),
+            ("HUOKE_RECYCLE_POLL_MS".into(), "200".into()),
             // The tests play the ingress: they say who the client is.
             ("HUOKE_TRUSTED_PROXIES".into(), "127.0.0.1".into()),
             // The fake WeCom servers (wiremock) listen on loopback, over plain HTTP.

@@ -24,6 +24,7 @@ mod lead_flow;
 mod openapi;
 mod ops;
 mod pipeline;
+mod pool;
 mod proxy;
 mod routing;
 mod scoring;

@@ -171,7 +171,23 @@ pub async fn update_staff(
     .bind(&current.id)
     .execute(&mut *tx)
     .await?;
+    // Their open leads go to others by the rules, in the same transaction: nobody's
+    // lead waits on someone who will not come back.
+    let handed_over = if switched_off {
+        huoke_shared::lifecycle::hand_over(&mut tx, &caller.tenant_id, &current.id, &caller.staff_id)
+            .await
+            .map_err(|e| match e {
+                huoke_shared::lifecycle::LifecycleError::Store(err) => ApiError::from(err),
+                other => ApiError::Conflict(other.to_string()),
+            })?
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
+    if !handed_over.is_empty() {
+        infra.kick_outbox();
+        tracing::info!(staff = %current.id, leads = handed_over.len(), "switched off; open leads handed over");
+    }
     // Read back from the store, then written through to the cache every replica reads.
     if let Some(s) = huoke_shared::revocation::standing_from_store(&infra.store, &caller.tenant_id, &current.id).await?
     {

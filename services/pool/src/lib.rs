@@ -1,8 +1,14 @@
-//! pool: the SDR's side. Projects `lead.assigned` into each SDR's inbox and lets
-//! the assignee accept or reject an offer (the lead lifecycle in `huoke_shared::lifecycle`).
+//! pool: the SDR's side. Projects `lead.assigned` into each SDR's inbox; lets the
+//! assignee accept or reject an offer, log activities and move the lead along the
+//! funnel; keeps the public pool (claims within limits, give-backs, recycling). Every
+//! change of a lead goes through `huoke_shared::lifecycle`.
 
 mod consumer;
 mod inbox;
+mod public_pool;
+mod recycle;
+mod settings;
+mod work;
 
 use actix_web::web;
 use huoke_shared::consumer::Transactional;
@@ -13,14 +19,26 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: "pool",
         needs: huoke_shared::Needs::STORE,
-        start: |infra, _| Running::new(routes, consumers(infra)),
+        start: |infra, stop| {
+            let mut running = Running::new(routes, consumers(infra));
+            running.tasks.push(recycle::start(infra.clone(), stop.clone()));
+            running
+        },
     }
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/inbox", web::get().to(inbox::list))
         .route("/v1/assignments/{id}/accept", web::post().to(inbox::accept))
-        .route("/v1/assignments/{id}/reject", web::post().to(inbox::reject));
+        .route("/v1/assignments/{id}/reject", web::post().to(inbox::reject))
+        .route("/v1/leads/{id}/activities", web::post().to(work::add_activity))
+        .route("/v1/leads/{id}/activities", web::get().to(work::list_activities))
+        .route("/v1/leads/{id}/status", web::post().to(work::change_status))
+        .route("/v1/leads/{id}/release", web::post().to(work::release))
+        .route("/v1/pool", web::get().to(public_pool::list))
+        .route("/v1/pool/settings", web::get().to(settings::get))
+        .route("/v1/pool/settings", web::put().to(settings::put))
+        .route("/v1/pool/{id}/claim", web::post().to(public_pool::claim));
 }
 
 fn consumers(infra: &Infra) -> Vec<Consumer> {

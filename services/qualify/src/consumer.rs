@@ -165,7 +165,7 @@ impl Effect for QualifyCaptures {
         }
 
         if let Some(visitor) = &capture.visitor {
-            link_visitor(tx, tenant, visitor, &lead_id).await?;
+            link_visitor(tx, tenant, visitor, &lead_id, capture.received_at_ms).await?;
         }
         sqlx::query(
             "INSERT INTO lead_touches (id, tenant_id, lead_id, capture_id, channel, campaign_id, occurred_at, kind)
@@ -524,7 +524,14 @@ impl QualifyCaptures {
         }
         for (item, lead_id) in items.iter().zip(&lead_ids) {
             if let Some(visitor) = &item.capture.visitor {
-                link_visitor(tx, &item.envelope.tenant_id, visitor, lead_id).await?;
+                link_visitor(
+                    tx,
+                    &item.envelope.tenant_id,
+                    visitor,
+                    lead_id,
+                    item.capture.received_at_ms,
+                )
+                .await?;
             }
         }
         history::record_many(tx, "qualify", entries).await?;

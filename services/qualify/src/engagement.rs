@@ -1,8 +1,8 @@
 //! `card.engaged` → a touch on the lead the visitor became, and a new score. A
 //! visitor becomes a lead by sending a public page's form (the capture carries the
-//! page's visitor hash, `lead_visitors` remembers it). Engagement of a visitor who
-//! has not become a lead yet — or whose capture is still on its way — is not counted:
-//! nothing links it to a person.
+//! page's visitor hash, `lead_visitors` remembers it and since when). Only what the
+//! visitor did from the form on counts — however the events and the capture race
+//! through the queues — so the same visits always give the same score.
 
 use huoke_shared::bus::{Envelope, HandlerError};
 use huoke_shared::clock::{new_id, now_ms};
@@ -14,16 +14,25 @@ use crate::facts::{RulesCache, rescore};
 
 pub struct CreditEngagement;
 
-/// Remembers that `visitor` became `lead_id` (the latest form wins).
-pub async fn link_visitor(tx: &mut Tx, tenant_id: &str, visitor: &str, lead_id: &str) -> sqlx::Result<()> {
+/// Remembers that `visitor` became `lead_id` with the form sent at `since_ms` (a
+/// form for another lead moves the link; another form for the same lead keeps the
+/// first time).
+pub async fn link_visitor(
+    tx: &mut Tx,
+    tenant_id: &str,
+    visitor: &str,
+    lead_id: &str,
+    since_ms: i64,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO lead_visitors (tenant_id, visitor, lead_id, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, visitor) DO UPDATE SET lead_id = excluded.lead_id, updated_at = excluded.updated_at",
+         ON CONFLICT (tenant_id, visitor) DO UPDATE SET lead_id = excluded.lead_id,
+             updated_at = CASE WHEN lead_visitors.lead_id = excluded.lead_id THEN lead_visitors.updated_at ELSE excluded.updated_at END",
     )
     .bind(tenant_id)
     .bind(visitor)
     .bind(lead_id)
-    .bind(now_ms())
+    .bind(since_ms)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -59,13 +68,13 @@ impl Effect for CreditEngagement {
     async fn apply(&self, tx: &mut Tx, envelope: &Envelope, rules: &mut RulesCache) -> Result<(), HandlerError> {
         let event: CardEngaged = envelope.decode()?;
         let tenant = envelope.tenant_id.as_str();
-        let linked: Option<String> =
-            sqlx::query_scalar("SELECT lead_id FROM lead_visitors WHERE tenant_id = $1 AND visitor = $2")
+        let linked: Option<(String, i64)> =
+            sqlx::query_as("SELECT lead_id, updated_at FROM lead_visitors WHERE tenant_id = $1 AND visitor = $2")
                 .bind(tenant)
                 .bind(&event.visitor)
                 .fetch_optional(&mut **tx)
                 .await?;
-        let Some(lead_id) = linked else {
+        let Some((lead_id, _)) = linked.filter(|(_, since)| event.at_ms >= *since) else {
             return Ok(());
         };
         let Some(lead_id) = live(tx, tenant, lead_id).await? else {

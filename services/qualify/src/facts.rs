@@ -118,6 +118,14 @@ pub async fn rescore(
     rules: &RuleSet,
     at_ms: i64,
 ) -> anyhow::Result<Score> {
+    // Rescoring is read-then-write: two transactions adding touches to one lead must
+    // take turns, or the later write would lack the other's touch. The row lock makes
+    // the second wait, and its reads then see the first's committed touch.
+    sqlx::query("UPDATE leads SET updated_at = updated_at WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(lead_id)
+        .execute(&mut **tx)
+        .await?;
     let facts = of_lead(tx, tenant_id, lead_id).await?;
     let scored = score(rules, &facts, at_ms);
     sqlx::query(

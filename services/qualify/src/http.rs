@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::facts;
 use crate::rules::RuleSet;
 use crate::scoring::score;
+use crate::visibility::{self, Sight};
 
 const MANAGERS: &[Role] = &[Role::Admin, Role::Manager];
 
@@ -110,15 +111,17 @@ pub async fn score_at(
             .timestamp_millis(),
     };
     let tenant = principal.tenant_id();
-    let mut tx = infra.store.begin().await?;
-    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM leads WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_none() {
+    let found: Option<(Option<String>, String)> =
+        sqlx::query_as("SELECT owner_id, status FROM leads WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id.as_str())
+            .fetch_optional(infra.store.pool())
+            .await?;
+    let (owner, status) = found.ok_or_else(|| ApiError::not_found("lead"))?;
+    if visibility::of(infra.store.pool(), &principal, &id, owner.as_deref(), &status).await? == Sight::Hidden {
         return Err(ApiError::not_found("lead"));
     }
+    let mut tx = infra.store.begin().await?;
     let (version, rules) = in_force::<RuleSet>(&mut tx, tenant).await?;
     let facts = facts::of_lead(&mut tx, tenant, &id).await?;
     tx.rollback().await?;

@@ -14,6 +14,7 @@ mod identity;
 mod read;
 pub mod rules;
 pub mod scoring;
+mod visibility;
 
 use actix_web::web;
 use huoke_shared::consumer::Transactional;

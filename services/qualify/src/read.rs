@@ -8,6 +8,8 @@ use huoke_shared::{ApiError, ApiResult, Infra};
 use serde_json::{Value, json};
 use sqlx::FromRow;
 
+use crate::visibility::{self, Sight};
+
 #[derive(FromRow)]
 struct LeadRow {
     id: String,
@@ -28,6 +30,10 @@ struct LeadRow {
     mql_at: Option<i64>,
     scored_at: Option<i64>,
     scoring_version: Option<i64>,
+    first_contact_at: Option<i64>,
+    last_activity_at: Option<i64>,
+    status_reason: Option<String>,
+    recycle_count: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -53,7 +59,8 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     let tenant = principal.tenant_id();
     let lead: LeadRow = sqlx::query_as(
         "SELECT id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, owner_id,
-                merged_into, uscc, mql_at, scored_at, scoring_version, created_at, updated_at
+                merged_into, uscc, mql_at, scored_at, scoring_version, first_contact_at, last_activity_at,
+                status_reason, recycle_count, created_at, updated_at
          FROM leads WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
@@ -61,6 +68,10 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| ApiError::not_found("lead"))?;
+    let sight = visibility::of(pool, &principal, &lead.id, lead.owner_id.as_deref(), &lead.status).await?;
+    if sight == Sight::Hidden {
+        return Err(ApiError::not_found("lead"));
+    }
 
     let identities: Vec<(String, String)> = sqlx::query_as(
         "SELECT kind, value FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2 ORDER BY created_at, kind",
@@ -107,7 +118,7 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
         "first_touch": captures.first().map(|t| touch_view(t)),
         "last_touch": captures.last().map(|t| touch_view(t)),
     });
-    Ok(HttpResponse::Ok().json(json!({
+    let mut view = json!({
         "id": lead.id,
         "name": lead.name,
         "company": lead.company,
@@ -127,6 +138,10 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
         "scoring_version": lead.scoring_version,
         "score_reasons": parse_json(&lead.score_reasons),
         "status": lead.status,
+        "status_reason": lead.status_reason,
+        "first_contact_at": lead.first_contact_at.map(rfc3339),
+        "last_activity_at": lead.last_activity_at.map(rfc3339),
+        "recycle_count": lead.recycle_count,
         "owner_id": lead.owner_id,
         "merged_into": lead.merged_into,
         "possible_duplicates": duplicates.into_iter().map(|(other, reasons)| json!({
@@ -141,5 +156,9 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
         })).collect::<Vec<_>>(),
         "created_at": rfc3339(lead.created_at),
         "updated_at": rfc3339(lead.updated_at),
-    })))
+    });
+    if sight == Sight::Masked {
+        visibility::mask(&mut view);
+    }
+    Ok(HttpResponse::Ok().json(view))
 }

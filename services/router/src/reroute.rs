@@ -1,4 +1,5 @@
-//! `assignment.rejected` and `sla.breached` → the next owner. An offer that was
+//! `assignment.rejected`, `sla.breached` and `assignment.handed_over` (the assignee
+//! was switched off) → the next owner. An offer that was
 //! turned down or left to expire goes to the next eligible SDR (never one who
 //! already had it) until `max_hops` further offers were made; then to the manager of
 //! the last assignee's team (an escalation, under the same SLA); when the manager
@@ -9,7 +10,7 @@ use huoke_shared::Infra;
 use huoke_shared::bus::{Envelope, HandlerError};
 use huoke_shared::consumer::Effect;
 use huoke_shared::lifecycle::{self, Offer, OfferKind, Release};
-use huoke_shared::messages::{AssignmentRejected, SlaBreached};
+use huoke_shared::messages::{AssignmentHandedOver, AssignmentRejected, SlaBreached};
 use huoke_shared::store::Tx;
 use serde_json::json;
 
@@ -42,6 +43,16 @@ struct Closed {
 }
 
 fn closed(envelope: &Envelope) -> Result<Closed, HandlerError> {
+    if envelope.kind == <AssignmentHandedOver as huoke_shared::bus::Message>::TOPIC {
+        let e: AssignmentHandedOver = envelope.decode()?;
+        return Ok(Closed {
+            lead_id: e.lead_id,
+            staff_id: e.staff_id,
+            hop: e.hop,
+            escalation: e.kind == OfferKind::Escalation.as_str(),
+            cause: "handed_over",
+        });
+    }
     if envelope.kind == <SlaBreached as huoke_shared::bus::Message>::TOPIC {
         let e: SlaBreached = envelope.decode()?;
         Ok(Closed {

@@ -21,7 +21,9 @@ use crate::store::bulk::{self, Value};
 use crate::store::{Outbox, Tx};
 
 mod merge;
+mod pool;
 pub use merge::{MergeOutcome, merge, undo_last_merge};
+pub use pool::{SalesStep, advance, claim, give_back, hand_over, record_activity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssignmentState {
@@ -29,8 +31,11 @@ pub enum AssignmentState {
     Accepted,
     Rejected,
     Expired,
-    /// Ended because its lead was merged into a lead someone else owns.
+    /// Ended because its lead was merged into a lead someone else owns, or because
+    /// its assignee was switched off (the lead went to the next owner).
     Withdrawn,
+    /// Ended because the lead went back to the public pool (given back or recycled).
+    Released,
 }
 
 impl AssignmentState {
@@ -41,6 +46,7 @@ impl AssignmentState {
             AssignmentState::Rejected => "rejected",
             AssignmentState::Expired => "expired",
             AssignmentState::Withdrawn => "withdrawn",
+            AssignmentState::Released => "released",
         }
     }
 
@@ -51,6 +57,7 @@ impl AssignmentState {
             Self::Rejected,
             Self::Expired,
             Self::Withdrawn,
+            Self::Released,
         ]
         .into_iter()
         .find(|state| state.as_str() == s)

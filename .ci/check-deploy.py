@@ -12,7 +12,7 @@ import sys
 
 import yaml
 
-SERVICES = ["codes", "cards", "intake", "qualify", "router", "pool", "console"]
+SERVICES = ["codes", "cards", "intake", "qualify", "router", "pool", "console", "notify"]
 root = pathlib.Path(__file__).resolve().parent.parent
 errors = []
 docs = {}

@@ -24,6 +24,7 @@ pub fn all_services() -> Vec<ServiceDef> {
         huoke_pool::service(),
         huoke_codes::service(),
         huoke_cards::service(),
+        huoke_notify::service(),
     ]
 }
 

@@ -90,6 +90,11 @@ pub struct Settings {
     /// Hosts a tenant's WeCom `api_base` may name beyond public HTTPS ones
     /// (`HUOKE_WECOM_ALLOWED_HOSTS`: private test servers).
     pub wecom_allowed_hosts: Vec<String>,
+    /// Hosts webhook subscriptions may name besides public HTTPS ones
+    /// (`HUOKE_WEBHOOK_ALLOWED_HOSTS`: private test receivers).
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Tries of one webhook delivery before it is parked as a dead letter.
+    pub webhook_max_attempts: u32,
     /// Sign-in attempts per client address and minute.
     pub login_attempts_per_ip: i64,
     /// Sign-in attempts per account (tenant + e-mail) per `login_window`.
@@ -225,6 +230,13 @@ impl Settings {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            webhook_allowed_hosts: get("HUOKE_WEBHOOK_ALLOWED_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            webhook_max_attempts: positive(&get, "HUOKE_WEBHOOK_MAX_ATTEMPTS", 15)?,
             trusted_proxies: crate::proxies::parse_list(&get("HUOKE_TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| bad("HUOKE_TRUSTED_PROXIES", e))?,
         })

@@ -22,6 +22,7 @@ pub mod http;
 pub mod infra;
 pub mod lifecycle;
 pub mod messages;
+pub mod outbound;
 pub mod paging;
 pub mod proxies;
 pub mod ratelimit;

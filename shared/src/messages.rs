@@ -11,7 +11,24 @@ pub mod queues {
     pub const ROUTER_REROUTES: &str = "router.reroutes";
     pub const POOL_ASSIGNMENTS: &str = "pool.assignments";
     pub const QUALIFY_ENGAGEMENT: &str = "qualify.engagement";
+    pub const NOTIFY_FANOUT: &str = "notify.fanout";
+    pub const NOTIFY_DELIVERIES: &str = "notify.deliveries";
 }
+
+/// The events a tenant may subscribe a webhook to.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    LeadQualified::TOPIC,
+    LeadAssigned::TOPIC,
+    AssignmentAccepted::TOPIC,
+    AssignmentRejected::TOPIC,
+    AssignmentHandedOver::TOPIC,
+    SlaBreached::TOPIC,
+    LeadEscalated::TOPIC,
+    LeadReleased::TOPIC,
+    LeadClaimed::TOPIC,
+    LeadStatusChanged::TOPIC,
+    LeadMerged::TOPIC,
+];
 
 /// Every durable queue and its bindings, declared by every process at start-up.
 pub const TOPOLOGY: &[QueueSpec] = &[
@@ -38,6 +55,16 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         name: queues::QUALIFY_ENGAGEMENT,
         bindings: &[CardEngaged::TOPIC],
         dead_letter_queue: "qualify.engagement.dlq",
+    },
+    QueueSpec {
+        name: queues::NOTIFY_FANOUT,
+        bindings: WEBHOOK_EVENTS,
+        dead_letter_queue: "notify.fanout.dlq",
+    },
+    QueueSpec {
+        name: queues::NOTIFY_DELIVERIES,
+        bindings: &[WebhookDelivery::TOPIC],
+        dead_letter_queue: "notify.deliveries.dlq",
     },
     QueueSpec {
         name: queues::POOL_ASSIGNMENTS,
@@ -271,6 +298,22 @@ pub struct CardEngaged {
 
 impl Message for CardEngaged {
     const TOPIC: &'static str = "card.engaged";
+}
+
+/// One event to POST to one webhook subscription.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhookDelivery {
+    pub delivery_id: String,
+    pub subscription_id: String,
+    /// The event as it travelled on the bus: id, type, time and data.
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: String,
+    pub data: serde_json::Value,
+}
+
+impl Message for WebhookDelivery {
+    const TOPIC: &'static str = "webhook.delivery";
 }
 
 /// Scans of one code, landing on one member (or none) with one outcome, within one

@@ -35,41 +35,7 @@ pub fn check_api_base(base: &str, allowed_hosts: &[String]) -> Result<(), String
     if base.trim_end_matches('/') == DEFAULT_API_BASE {
         return Ok(());
     }
-    let url = reqwest::Url::parse(base).map_err(|_| "not a URL".to_string())?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
-    }
-    let host = url.host_str().ok_or("needs a host")?.to_ascii_lowercase();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(bare)) {
-        return match url.scheme() {
-            "http" | "https" => Ok(()),
-            _ => Err("must be an http(s) URL".into()),
-        };
-    }
-    if url.scheme() != "https" {
-        return Err("must be an https:// URL".into());
-    }
-    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        let internal = match ip {
-            std::net::IpAddr::V4(v4) => {
-                v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-            }
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-            }
-        };
-        if internal {
-            return Err("must not point at an internal address".into());
-        }
-    }
-    if bare == "localhost" || bare.ends_with(".localhost") || bare.ends_with(".internal") || bare.ends_with(".local") {
-        return Err("must not point at an internal host".into());
-    }
-    Ok(())
+    crate::outbound::check_public_url(base, allowed_hosts)
 }
 
 /// How long a tenant's WeCom failure keeps us from calling again (scans are

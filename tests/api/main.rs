@@ -32,4 +32,5 @@ mod security;
 mod staff_and_auth;
 mod tenancy;
 mod webhooks;
+mod webhooks_out;
 mod wecom_callback;

@@ -26,6 +26,7 @@ mod ops;
 mod pipeline;
 mod pool;
 mod proxy;
+mod reports;
 mod routing;
 mod scoring;
 mod security;

@@ -7,6 +7,7 @@ mod consumer;
 mod inbox;
 mod public_pool;
 mod recycle;
+mod reports;
 mod settings;
 mod work;
 
@@ -38,7 +39,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/pool", web::get().to(public_pool::list))
         .route("/v1/pool/settings", web::get().to(settings::get))
         .route("/v1/pool/settings", web::put().to(settings::put))
-        .route("/v1/pool/{id}/claim", web::post().to(public_pool::claim));
+        .route("/v1/pool/{id}/claim", web::post().to(public_pool::claim))
+        .route("/v1/reports/funnel", web::get().to(reports::funnel))
+        .route("/v1/reports/sla", web::get().to(reports::sla));
 }
 
 fn consumers(infra: &Infra) -> Vec<Consumer> {

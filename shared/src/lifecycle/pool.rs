@@ -49,6 +49,18 @@ impl SalesStep {
         }
     }
 
+    /// The lead column stamped the first time the lead reaches this step, if any.
+    fn reached_column(self) -> Option<&'static str> {
+        match self {
+            SalesStep::Contacted => None,
+            SalesStep::Sql => Some("sql_at"),
+            SalesStep::Disqualified => Some("disqualified_at"),
+            SalesStep::Converted => Some("converted_at"),
+            SalesStep::Won => Some("won_at"),
+            SalesStep::Lost => Some("lost_at"),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<SalesStep> {
         Self::ALL.into_iter().find(|step| step.as_str() == s)
     }
@@ -120,6 +132,16 @@ pub async fn advance(
     .await?;
     if moved.rows_affected() == 0 {
         return Err(LifecycleError::Conflict("lead"));
+    }
+    if let Some(column) = to.reached_column() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE leads SET {column} = COALESCE({column}, $1) WHERE tenant_id = $2 AND id = $3"
+        )))
+        .bind(now)
+        .bind(tenant_id)
+        .bind(lead_id)
+        .execute(&mut **tx)
+        .await?;
     }
     let after_ms = now - lead.status_changed_at.unwrap_or(lead.updated_at);
     history::record(

@@ -67,6 +67,8 @@ pub struct Settings {
     /// How often the pool looks for leads to recycle (no activity for the tenant's
     /// `recycle_after_days`).
     pub recycle_poll: Duration,
+    /// How often an open inbox stream gets a comment line, so proxies keep it open.
+    pub sse_heartbeat: Duration,
     pub bus_prefetch: u16,
     /// Most deliveries one consumer handles in one transaction.
     pub bus_batch: usize,
@@ -200,6 +202,7 @@ impl Settings {
             default_sla: Duration::from_secs(60 * number(&get, "HUOKE_SLA_MINUTES", 30)?),
             sla_poll: Duration::from_millis(positive(&get, "HUOKE_SLA_POLL_MS", 250)?),
             recycle_poll: Duration::from_millis(positive(&get, "HUOKE_RECYCLE_POLL_MS", 60_000)?),
+            sse_heartbeat: Duration::from_millis(positive(&get, "HUOKE_SSE_HEARTBEAT_MS", 15_000)?),
             bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 256)?,
             bus_batch: positive(&get, "HUOKE_BUS_BATCH", 64)?,
             bus_linger: Duration::from_millis(number(&get, "HUOKE_BUS_LINGER_MS", 0)?),

@@ -15,6 +15,16 @@ pub mod queues {
     pub const NOTIFY_DELIVERIES: &str = "notify.deliveries";
 }
 
+/// The events every process sees a copy of ([`Bus::live`](crate::bus::Bus::live)): what an
+/// SDR's open inbox stream shows as it happens.
+pub const LIVE_TOPICS: &[&str] = &[
+    LeadAssigned::TOPIC,
+    AssignmentAccepted::TOPIC,
+    AssignmentRejected::TOPIC,
+    AssignmentHandedOver::TOPIC,
+    SlaBreached::TOPIC,
+];
+
 /// The events a tenant may subscribe a webhook to.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     LeadQualified::TOPIC,

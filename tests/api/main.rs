@@ -19,6 +19,7 @@ mod durability;
 mod forms;
 mod identity;
 mod imports;
+mod inbox_stream;
 mod input_errors;
 mod lead_flow;
 mod openapi;

@@ -9,6 +9,7 @@ mod public_pool;
 mod recycle;
 mod reports;
 mod settings;
+mod stream;
 mod work;
 
 use actix_web::web;
@@ -23,6 +24,9 @@ pub fn service() -> ServiceDef {
         start: |infra, stop| {
             let mut running = Running::new(routes, consumers(infra));
             running.tasks.push(recycle::start(infra.clone(), stop.clone()));
+            // The live feed is set up now, not at the first stream: an offer made
+            // while the first SDR connects is not missed.
+            drop(infra.bus.live());
             running
         },
     }
@@ -30,6 +34,7 @@ pub fn service() -> ServiceDef {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/inbox", web::get().to(inbox::list))
+        .route("/v1/inbox/stream", web::get().to(stream::stream))
         .route("/v1/assignments/{id}/accept", web::post().to(inbox::accept))
         .route("/v1/assignments/{id}/reject", web::post().to(inbox::reject))
         .route("/v1/leads/{id}/activities", web::post().to(work::add_activity))

@@ -67,6 +67,10 @@ struct Inner {
     /// channel still say "connected" but cannot be trusted, so the next use opens new
     /// ones. A flag rather than a reset so it can be raised while a lock is held.
     suspect: AtomicBool,
+    /// Live events for this process (see [`Bus::live`]), fed by one exclusive queue
+    /// started on first use.
+    live: tokio::sync::broadcast::Sender<Arc<Envelope>>,
+    live_started: AtomicBool,
 }
 
 impl AmqpBus {
@@ -83,6 +87,8 @@ impl AmqpBus {
                 publisher: Mutex::new(None),
                 declared_delays: Mutex::new(HashSet::new()),
                 suspect: AtomicBool::new(false),
+                live: tokio::sync::broadcast::channel(super::LIVE_BUFFER).0,
+                live_started: AtomicBool::new(false),
             }),
         };
         bus.connection().await.context("connecting to RabbitMQ (AMQP_URL)")?;
@@ -351,6 +357,58 @@ impl AmqpBus {
         }
     }
 
+    /// Feeds this process's live receivers from a queue of its own — server-named,
+    /// exclusive, deleted with the connection — bound to the live topics: every
+    /// process gets every live event (a fan-out), unlike the consumer queues, where
+    /// replicas share the work. Reconnects after a failure; events published while
+    /// it was away are not replayed (clients resume from the store).
+    async fn live_session(&self) -> anyhow::Result<()> {
+        let conn = self.connection().await?;
+        let mut deliveries = self
+            .answered("starting the live feed", async {
+                let ch = conn.create_channel().await?;
+                let queue = ch
+                    .queue_declare(
+                        "".into(),
+                        QueueDeclareOptions {
+                            exclusive: true,
+                            auto_delete: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                for topic in crate::messages::LIVE_TOPICS {
+                    ch.queue_bind(
+                        queue.name().as_str().into(),
+                        self.inner.exchange.as_str().into(),
+                        (*topic).into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                }
+                ch.basic_consume(
+                    queue.name().as_str().into(),
+                    "live".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+            })
+            .await?;
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery?;
+            if let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) {
+                let _ = self.inner.live.send(Arc::new(envelope));
+            }
+        }
+        Err(anyhow!("the live feed ended"))
+    }
+
     /// The queues, exchanges and bindings of [`Bus::declare`], on a channel of its own.
     async fn declare_on(&self, conn: &Connection, queues: &[QueueSpec]) -> anyhow::Result<()> {
         let ch = conn.create_channel().await?;
@@ -504,6 +562,24 @@ impl Bus for AmqpBus {
                 }
             }
         })
+    }
+
+    fn live(&self) -> super::Live {
+        let receiver = self.inner.live.subscribe();
+        if !self.inner.live_started.swap(true, Ordering::SeqCst) {
+            let bus = self.clone();
+            tokio::spawn(async move {
+                let mut pause = Duration::from_millis(200);
+                loop {
+                    if let Err(err) = bus.live_session().await {
+                        tracing::warn!(error = %format!("{err:#}"), "live feed lost; reconnecting");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            });
+        }
+        receiver
     }
 
     async fn ping(&self) -> anyhow::Result<()> {

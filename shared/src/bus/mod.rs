@@ -281,9 +281,19 @@ pub trait Bus: Send + Sync + 'static {
         handler: Arc<dyn Handler>,
         stop: watch::Receiver<bool>,
     ) -> JoinHandle<()>;
+    /// This process's own copy of every event of [`LIVE_TOPICS`](crate::messages::LIVE_TOPICS)
+    /// published anywhere, for pushing to connected clients (the inbox stream). Best
+    /// effort and not durable: a client that missed some resumes from the store.
+    fn live(&self) -> Live;
     async fn ping(&self) -> anyhow::Result<()>;
     fn name(&self) -> &'static str;
 }
+
+/// A receiver of [`Bus::live`] events.
+pub type Live = tokio::sync::broadcast::Receiver<Arc<Envelope>>;
+
+/// How many live events a slow receiver may fall behind before it is told it lagged.
+pub const LIVE_BUFFER: usize = 1024;
 
 /// The dead-letter queue of `queue`.
 pub fn dead_letter_queue(queue: &str) -> String {

@@ -27,6 +27,9 @@ const POLL: Duration = Duration::from_millis(200);
 pub struct SqlBus {
     store: Store,
     wakeups: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// The embedded bus lives in one process, which publishes every event itself:
+    /// live events are copied to its receivers as they are published.
+    live: tokio::sync::broadcast::Sender<Arc<Envelope>>,
 }
 
 impl SqlBus {
@@ -34,6 +37,7 @@ impl SqlBus {
         Self {
             store,
             wakeups: Arc::default(),
+            live: tokio::sync::broadcast::channel(super::LIVE_BUFFER).0,
         }
     }
 
@@ -234,7 +238,18 @@ impl Bus for SqlBus {
     }
 
     async fn publish_batch(&self, batch: &[(Envelope, Duration)]) -> anyhow::Result<()> {
-        self.route(batch).await
+        self.route(batch).await?;
+        for (envelope, delay) in batch {
+            if delay.is_zero() && crate::messages::LIVE_TOPICS.contains(&envelope.kind.as_str()) {
+                // No receiver is fine: nobody is watching.
+                let _ = self.live.send(Arc::new(envelope.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn live(&self) -> super::Live {
+        self.live.subscribe()
     }
 
     async fn send_to_queue(&self, queue: &str, envelope: &Envelope) -> anyhow::Result<()> {

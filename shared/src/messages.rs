@@ -13,6 +13,7 @@ pub mod queues {
     pub const QUALIFY_ENGAGEMENT: &str = "qualify.engagement";
     pub const NOTIFY_FANOUT: &str = "notify.fanout";
     pub const NOTIFY_DELIVERIES: &str = "notify.deliveries";
+    pub const NOTIFY_WECOM: &str = "notify.wecom";
 }
 
 /// The events every process sees a copy of ([`Bus::live`](crate::bus::Bus::live)): what an
@@ -75,6 +76,11 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         name: queues::NOTIFY_DELIVERIES,
         bindings: &[WebhookDelivery::TOPIC],
         dead_letter_queue: "notify.deliveries.dlq",
+    },
+    QueueSpec {
+        name: queues::NOTIFY_WECOM,
+        bindings: &[LeadAssigned::TOPIC],
+        dead_letter_queue: "notify.wecom.dlq",
     },
     QueueSpec {
         name: queues::POOL_ASSIGNMENTS,

@@ -204,6 +204,24 @@ impl WecomClient {
         }
     }
 
+    /// `message/send`: a text message from the tenant's app (`agent_id`) to one member.
+    pub async fn send_text(
+        &self,
+        cache: &dyn Cache,
+        s: &WecomSettings,
+        touser: &str,
+        content: &str,
+    ) -> anyhow::Result<()> {
+        let agent: i64 = s
+            .agent_id
+            .as_deref()
+            .and_then(|a| a.trim().parse().ok())
+            .ok_or_else(|| anyhow!("the tenant's WeCom settings have no numeric agent_id"))?;
+        let body = json!({"touser": touser, "msgtype": "text", "agentid": agent, "text": {"content": content}});
+        self.post(cache, s, "/cgi-bin/message/send", &body).await?;
+        Ok(())
+    }
+
     /// `externalcontact/add_contact_way`: a single-person "contact me" QR code whose
     /// adds come back to us with `state`.
     pub async fn add_contact_way(

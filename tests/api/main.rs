@@ -36,3 +36,4 @@ mod tenancy;
 mod webhooks;
 mod webhooks_out;
 mod wecom_callback;
+mod wecom_messages;

@@ -2,11 +2,13 @@
 //! lead and assignment events; each event becomes one delivery per subscription
 //! (`notify.fanout`), and each delivery is POSTed, signed, by `notify.deliveries`,
 //! retried with the bus's backoff, parked as a dead letter when it keeps failing and
-//! replayable from there like any other message.
+//! replayable from there like any other message. And WeCom app messages to whoever
+//! a lead is offered to.
 
 mod deliver;
 mod fanout;
 mod subscriptions;
+mod wecom_messages;
 
 use actix_web::web;
 use huoke_shared::consumer::Transactional;
@@ -50,6 +52,11 @@ fn consumers(infra: &Infra) -> Vec<Consumer> {
             queue: queues::NOTIFY_DELIVERIES,
             options: deliveries,
             handler: std::sync::Arc::new(deliver::Deliver::new(infra)),
+        },
+        Consumer {
+            queue: queues::NOTIFY_WECOM,
+            options: infra.settings.consumer_options(),
+            handler: std::sync::Arc::new(wecom_messages::WecomMessages::new(infra)),
         },
     ]
 }

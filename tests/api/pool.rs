@@ -17,6 +17,7 @@ on_both_backends!(
     idle_leads_are_recycled_and_owners_can_give_leads_back,
     switching_someone_off_hands_their_leads_to_others,
     each_role_reads_only_the_leads_it_should,
+    the_inbox_filters_by_state_and_grade_and_counts_down,
 );
 
 async fn put(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
@@ -432,4 +433,50 @@ async fn each_role_reads_only_the_leads_it_should(backend: Backend) {
         !masked.to_string().contains("13500135012"),
         "no identity leaks it: {masked}"
     );
+}
+
+async fn the_inbox_filters_by_state_and_grade_and_counts_down(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let sdr1_id = ids["sdr1@demo.local"].clone();
+    let sdr1 = app.login("demo", "sdr1@demo.local", PASSWORD).await;
+    let mut offered = Vec::new();
+    for n in 0..2 {
+        let capture = app
+            .post_lead(&admin, json!({"name": format!("Inbox {n}"), "phone": format!("1310013{n:04}"), "channel": "smart_card", "owner_hint": sdr1_id}))
+            .await;
+        offered.push(
+            app.wait_for_assigned_lead(&admin, &capture, Duration::from_secs(20))
+                .await,
+        );
+    }
+    let first = offered[0]["assignment"]["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(&sdr1, &format!("/v1/assignments/{first}/accept"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    let (_, open) = app.get(&sdr1, "/v1/inbox?state=offered").await;
+    let items = open["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{open}");
+    let left = items[0]["sla_seconds_left"].as_i64().unwrap();
+    assert!(
+        (1..=30 * 60).contains(&left),
+        "the default 30-minute window counts down: {left}"
+    );
+    let (_, accepted) = app.get(&sdr1, "/v1/inbox?state=accepted").await;
+    let accepted = accepted["items"].as_array().unwrap();
+    assert_eq!(accepted.len(), 1);
+    assert!(
+        accepted[0]["sla_seconds_left"].is_null(),
+        "an accepted offer has no clock"
+    );
+    let grade = offered[1]["grade"].as_str().unwrap();
+    let (_, graded) = app.get(&sdr1, &format!("/v1/inbox?grade={grade}")).await;
+    assert!(graded["items"].as_array().unwrap().iter().all(|i| i["grade"] == grade));
+    for bad in ["state=lost-in-space", "grade=Z", "colour=red"] {
+        let (status, problem) = app.get(&sdr1, &format!("/v1/inbox?{bad}")).await;
+        assert!(status == 400 || status == 422, "{bad}: {status} {problem}");
+    }
 }

@@ -29,6 +29,8 @@ struct InboxItem {
     lead_id: String,
     state: String,
     sla_due_at: Option<String>,
+    /// Seconds left to accept (negative once overdue), for offers with an SLA.
+    sla_seconds_left: Option<i64>,
     assigned_at: String,
     grade: Option<String>,
     score: Option<i64>,
@@ -37,10 +39,38 @@ struct InboxItem {
     channel: Option<String>,
 }
 
-/// `GET /v1/inbox`: the caller's assignments, newest first.
-pub async fn list(infra: web::Data<Infra>, caller: Caller, query: web::Query<PageQuery>) -> ApiResult<HttpResponse> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    /// Only assignments in this state (`offered`, `accepted`, …).
+    state: Option<String>,
+    /// Only leads of this grade.
+    grade: Option<String>,
+}
+
+/// `GET /v1/inbox?state=&grade=`: the caller's assignments, newest first, each offer
+/// with the seconds left to accept it.
+pub async fn list(infra: web::Data<Infra>, caller: Caller, query: web::Query<InboxQuery>) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Sdr])?;
-    let page = query.parse()?;
+    let query = query.into_inner();
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .parse()?;
+    let state = query.state.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if state.is_some_and(|s| lifecycle::AssignmentState::parse(s).is_none()) {
+        return Err(ApiError::invalid(
+            "state",
+            "offered, accepted, rejected, expired, withdrawn or released",
+        ));
+    }
+    let grade = query.grade.as_deref().map(str::trim).filter(|g| !g.is_empty());
+    if grade.is_some_and(|g| !["A", "B", "C", "D"].contains(&g)) {
+        return Err(ApiError::invalid("grade", "A, B, C or D"));
+    }
     let rows: Vec<InboxRow> = sqlx::query_as(
         "SELECT i.assignment_id, i.lead_id, COALESCE(a.state, i.state) AS state, COALESCE(a.sla_due_at, i.sla_due_at) AS sla_due_at,
                 i.created_at, l.grade, l.score, l.name, l.company, l.channel
@@ -48,27 +78,35 @@ pub async fn list(infra: web::Data<Infra>, caller: Caller, query: web::Query<Pag
          LEFT JOIN assignments a ON a.tenant_id = i.tenant_id AND a.id = i.assignment_id
          LEFT JOIN leads l ON l.tenant_id = i.tenant_id AND l.id = i.lead_id
          WHERE i.tenant_id = $1 AND i.staff_id = $2 AND ($3 = '' OR i.assignment_id < $3)
+           AND ($5 = '' OR COALESCE(a.state, i.state) = $5) AND ($6 = '' OR l.grade = $6)
          ORDER BY i.assignment_id DESC LIMIT $4",
     )
     .bind(&caller.tenant_id)
     .bind(&caller.staff_id)
     .bind(page.after.clone().unwrap_or_default())
     .bind(page.limit + 1)
+    .bind(state.unwrap_or_default())
+    .bind(grade.unwrap_or_default())
     .fetch_all(infra.store.pool())
     .await?;
+    let now = huoke_shared::clock::now_ms();
     let items: Vec<InboxItem> = rows
         .into_iter()
-        .map(|r| InboxItem {
-            assignment_id: r.assignment_id,
-            lead_id: r.lead_id,
-            state: r.state,
-            sla_due_at: r.sla_due_at.map(rfc3339),
-            assigned_at: rfc3339(r.created_at),
-            grade: r.grade,
-            score: r.score,
-            name: r.name,
-            company: r.company,
-            channel: r.channel,
+        .map(|r| {
+            let offered = r.state == "offered";
+            InboxItem {
+                assignment_id: r.assignment_id,
+                lead_id: r.lead_id,
+                state: r.state,
+                sla_due_at: r.sla_due_at.map(rfc3339),
+                sla_seconds_left: r.sla_due_at.filter(|_| offered).map(|due| (due - now).div_euclid(1000)),
+                assigned_at: rfc3339(r.created_at),
+                grade: r.grade,
+                score: r.score,
+                name: r.name,
+                company: r.company,
+                channel: r.channel,
+            }
         })
         .collect();
     Ok(HttpResponse::Ok().json(Paged::from_rows(items, &page, |i| i.assignment_id.clone())))

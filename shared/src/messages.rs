@@ -34,6 +34,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     AssignmentRejected::TOPIC,
     AssignmentHandedOver::TOPIC,
     SlaBreached::TOPIC,
+    FirstContactBreached::TOPIC,
     LeadEscalated::TOPIC,
     LeadReleased::TOPIC,
     LeadClaimed::TOPIC,
@@ -215,6 +216,20 @@ pub struct AssignmentHandedOver {
 
 impl Message for AssignmentHandedOver {
     const TOPIC: &'static str = "assignment.handed_over";
+}
+
+/// The owner of an accepted offer made no first contact (no activity logged) within
+/// the SLA policy's `first_contact_within_seconds`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FirstContactBreached {
+    pub assignment_id: String,
+    pub lead_id: String,
+    pub staff_id: String,
+    pub due_at_ms: i64,
+}
+
+impl Message for FirstContactBreached {
+    const TOPIC: &'static str = "sla.first_contact_breached";
 }
 
 /// A lead moved along the sales funnel (contacted → SQL → converted → won/lost, or

@@ -18,6 +18,7 @@ on_both_backends!(
     switching_someone_off_hands_their_leads_to_others,
     each_role_reads_only_the_leads_it_should,
     the_inbox_filters_by_state_and_grade_and_counts_down,
+    the_first_activity_stops_the_first_contact_clock,
 );
 
 async fn put(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
@@ -479,4 +480,71 @@ async fn the_inbox_filters_by_state_and_grade_and_counts_down(backend: Backend) 
         let (status, problem) = app.get(&sdr1, &format!("/v1/inbox?{bad}")).await;
         assert!(status == 400 || status == 422, "{bad}: {status} {problem}");
     }
+}
+
+async fn the_first_activity_stops_the_first_contact_clock(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    put(
+        &app,
+        &admin,
+        "/v1/sla/policies",
+        json!({"default": {"accept_within_seconds": 600, "first_contact_within_seconds": 2}}),
+    )
+    .await;
+    // Accepted and left alone: the first-contact deadline passes.
+    let (idle, _, _) = assigned_and_accepted(
+        &app,
+        &admin,
+        json!({"name": "慢", "phone": "13900139101", "channel": "seminar"}),
+    )
+    .await;
+    // Accepted and called at once: no breach.
+    let (called, _, sdr) = assigned_and_accepted(
+        &app,
+        &admin,
+        json!({"name": "快", "phone": "13900139102", "channel": "seminar"}),
+    )
+    .await;
+    let called_id = called["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(
+            &sdr,
+            &format!("/v1/leads/{called_id}/activities"),
+            &json!({"kind": "call"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let idle_id = idle["id"].as_str().unwrap();
+    let breached = eventually(Duration::from_secs(20), "the first-contact breach", || async {
+        let l = lead(&app, &admin, idle_id).await;
+        l["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["kind"] == "first_contact_breached")
+            .cloned()
+    })
+    .await;
+    assert_eq!(breached["actor"], "router");
+    // Well past the called lead's deadline too: still no breach there.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let called = lead(&app, &admin, called_id).await;
+    assert!(
+        called["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["kind"] != "first_contact_breached"),
+        "{called}"
+    );
+    let (_, sla) = app.get(&admin, "/v1/reports/sla").await;
+    let total: i64 = sla["sdrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["first_contact_breached"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 1, "{sla}");
 }

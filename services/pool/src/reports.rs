@@ -301,6 +301,7 @@ struct SlaRow {
     accepted: i64,
     rejected: i64,
     breached: i64,
+    first_contact_breached: i64,
     accept_median_s: Option<i64>,
     accept_p90_s: Option<i64>,
     first_contact_median_s: Option<i64>,
@@ -320,6 +321,7 @@ impl SlaRow {
             "expired" => self.breached += 1,
             _ => {}
         }
+        self.first_contact_breached += i64::from(o.first_contact_breached_at.is_some());
         if let Some(at) = o.accepted_at {
             self.accept_ms.push(at - o.created_at);
         }
@@ -352,6 +354,7 @@ struct Offer {
     created_at: i64,
     accepted_at: Option<i64>,
     first_contact_at: Option<i64>,
+    first_contact_breached_at: Option<i64>,
 }
 
 /// `GET /v1/reports/sla`
@@ -369,7 +372,7 @@ pub async fn sla(infra: web::Data<Infra>, caller: Caller, query: web::Query<Repo
     let offers: Vec<Offer> = sqlx::query_as(
         "SELECT a.staff_id, s.name, t.name AS team, a.state, a.created_at,
                 CASE WHEN a.state = 'accepted' THEN a.updated_at ELSE NULL END AS accepted_at,
-                l.first_contact_at
+                l.first_contact_at, a.first_contact_breached_at
          FROM assignments a
          LEFT JOIN staff s ON s.tenant_id = a.tenant_id AND s.id = a.staff_id
          LEFT JOIN teams t ON t.tenant_id = a.tenant_id AND t.id = s.team_id
@@ -417,6 +420,7 @@ pub async fn sla(infra: web::Data<Infra>, caller: Caller, query: web::Query<Repo
                 r.accepted.to_string(),
                 r.rejected.to_string(),
                 r.breached.to_string(),
+                r.first_contact_breached.to_string(),
                 opt(r.accept_median_s),
                 opt(r.accept_p90_s),
                 opt(r.first_contact_median_s),
@@ -439,6 +443,7 @@ pub async fn sla(infra: web::Data<Infra>, caller: Caller, query: web::Query<Repo
                 "accepted",
                 "rejected",
                 "breached",
+                "first_contact_breached",
                 "accept_median_s",
                 "accept_p90_s",
                 "first_contact_median_s",

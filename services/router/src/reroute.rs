@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::consumer::lifecycle_failure;
 use crate::routing::{Cursors, DecisionRow, ROUTING_RULE, Routed, record_decisions, route};
-use crate::sla::due_at;
+use crate::sla::{due_at, first_contact_due_at};
 use crate::world;
 
 pub struct Reroute {
@@ -156,6 +156,7 @@ impl Effect for Reroute {
         };
         let policy = tenant.sla.for_grade(&lead.grade, self.infra.settings.default_sla);
         let due = due_at(now, &policy, tenant.calendar.as_ref(), tenant.tz);
+        let first_contact_due = first_contact_due_at(now, &policy, tenant.calendar.as_ref(), tenant.tz);
         let decision = DecisionRow {
             id: huoke_shared::clock::new_id(),
             tenant_id: tenant_id.to_string(),
@@ -174,6 +175,7 @@ impl Effect for Reroute {
             kind: OfferKind::Escalation,
             hop: next_hop,
             due_at: Some(due.timestamp_millis()),
+            first_contact_due_at: first_contact_due.map(|d| d.timestamp_millis()),
             decision_id: Some(decision.id.clone()),
         };
         record_decisions(tx, &[decision], now.timestamp_millis()).await?;

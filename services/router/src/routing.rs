@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::decide::{Ask, Decision, by_precedence, cursor_key, decide};
 use crate::facts::LeadFacts;
-use crate::sla::due_at;
+use crate::sla::{due_at, first_contact_due_at};
 use crate::world::Tenant;
 
 /// Rotation cursors: one atomic increment in the cache shared by every router
@@ -121,6 +121,7 @@ pub fn finish(
 ) -> (Routed, DecisionRow) {
     let policy = tenant.sla.for_grade(&facts.grade, infra.settings.default_sla);
     let due = due_at(now, &policy, tenant.calendar.as_ref(), tenant.tz);
+    let first_contact_due = first_contact_due_at(now, &policy, tenant.calendar.as_ref(), tenant.tz);
     let id = new_id();
     let routed = match &decision.chosen {
         Some(staff_id) => {
@@ -137,6 +138,7 @@ pub fn finish(
                 kind: OfferKind::Offer,
                 hop,
                 due_at: Some(due.timestamp_millis()),
+                first_contact_due_at: first_contact_due.map(|d| d.timestamp_millis()),
                 decision_id: Some(id.clone()),
             })
         }

@@ -115,6 +115,22 @@ impl SlaPolicies {
 
 /// When an offer made at `now` must be accepted. Business time counts only the
 /// calendar's open windows; a calendar without weekly hours counts wall time.
+/// When the owner of an offer made `now` must have first contacted the lead, on the
+/// same clock as the accept window; `None` when the policy sets no such limit.
+pub fn first_contact_due_at(
+    now: DateTime<Utc>,
+    policy: &Policy,
+    calendar: Option<&Schedule>,
+    tz: Tz,
+) -> Option<DateTime<Utc>> {
+    let seconds = policy.first_contact_within_seconds?;
+    let window = Policy {
+        accept_within_seconds: seconds,
+        ..*policy
+    };
+    Some(due_at(now, &window, calendar, tz))
+}
+
 pub fn due_at(now: DateTime<Utc>, policy: &Policy, calendar: Option<&Schedule>, tz: Tz) -> DateTime<Utc> {
     let wall = now + chrono::Duration::seconds(policy.accept_within_seconds as i64);
     let Some(calendar) = calendar.filter(|c| policy.clock == Clock::Business && !c.weekly.is_empty()) else {

@@ -8,9 +8,11 @@
 use std::time::Duration;
 
 use huoke_shared::Infra;
+use huoke_shared::bus::Envelope;
 use huoke_shared::clock::now_ms;
 use huoke_shared::lifecycle;
-use huoke_shared::store::Backend;
+use huoke_shared::messages::FirstContactBreached;
+use huoke_shared::store::{Backend, Outbox};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -28,6 +30,9 @@ pub fn start(infra: Infra, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
                     0
                 }
             };
+            if let Err(err) = first_contacts_due(&infra).await {
+                tracing::warn!(error = %format!("{err:#}"), "checking first contacts failed; retrying");
+            }
             // A full batch means more are due: go again at once.
             let pause = if fired as i64 >= BATCH { Duration::ZERO } else { every };
             tokio::select! {
@@ -76,4 +81,58 @@ pub async fn fire_due(infra: &Infra) -> anyhow::Result<usize> {
         infra.kick_outbox();
     }
     Ok(due.len())
+}
+
+/// Marks accepted offers whose owner made no first contact by the policy's deadline
+/// (a contact after the deadline does not undo the breach); returns how many. The
+/// mark is guarded, so two router processes record a breach once.
+pub async fn first_contacts_due(infra: &Infra) -> anyhow::Result<usize> {
+    let now = now_ms();
+    let due: Vec<(String, String, String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT a.id, a.tenant_id, a.lead_id, a.staff_id, a.first_contact_due_at FROM assignments a
+         JOIN leads l ON l.tenant_id = a.tenant_id AND l.id = a.lead_id
+         WHERE a.first_contact_due_at <= $1 AND a.first_contact_breached_at IS NULL AND a.state = 'accepted'
+           AND (l.first_contact_at IS NULL OR l.first_contact_at > a.first_contact_due_at)
+         ORDER BY a.first_contact_due_at LIMIT {BATCH}"
+    )))
+    .bind(now)
+    .fetch_all(infra.store.pool())
+    .await?;
+    let mut marked = 0;
+    for (assignment_id, tenant_id, lead_id, staff_id, due_at) in due {
+        let mut tx = infra.store.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE assignments SET first_contact_breached_at = $1 WHERE id = $2 AND first_contact_breached_at IS NULL",
+        )
+        .bind(now)
+        .bind(&assignment_id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            continue;
+        }
+        huoke_shared::repo::history::record(
+            &mut tx,
+            &tenant_id,
+            &lead_id,
+            "first_contact_breached",
+            "router",
+            serde_json::json!({"assignment_id": assignment_id, "staff_id": staff_id, "due_at": huoke_shared::clock::rfc3339(due_at)}),
+        )
+        .await?;
+        let event = FirstContactBreached {
+            assignment_id,
+            lead_id,
+            staff_id,
+            due_at_ms: due_at,
+        };
+        Outbox::add(&mut tx, &Envelope::new(&tenant_id, &event)).await?;
+        tx.commit().await?;
+        marked += 1;
+    }
+    if marked > 0 {
+        metrics::counter!("huoke_first_contact_breaches_total").increment(marked as u64);
+        infra.kick_outbox();
+    }
+    Ok(marked)
 }

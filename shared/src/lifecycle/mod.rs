@@ -131,6 +131,9 @@ pub struct Offer {
     pub hop: i64,
     /// When the accept window closes (epoch ms); `None` for no SLA.
     pub due_at: Option<i64>,
+    /// By when the owner must first contact the lead (epoch ms); `None` for no
+    /// first-contact SLA.
+    pub first_contact_due_at: Option<i64>,
     pub decision_id: Option<String>,
 }
 
@@ -177,6 +180,7 @@ pub async fn offer_many(tx: &mut Tx, actor: &str, offers: &[Offer]) -> Result<Ve
                 Value::from(AssignmentState::Offered.as_str()),
                 Value::from(&o.reason),
                 Value::from(o.due_at),
+                Value::from(o.first_contact_due_at),
                 Value::from(o.hop),
                 Value::from(o.kind.as_str()),
                 Value::from(now),
@@ -195,6 +199,7 @@ pub async fn offer_many(tx: &mut Tx, actor: &str, offers: &[Offer]) -> Result<Ve
             "state",
             "reason",
             "sla_due_at",
+            "first_contact_due_at",
             "hop",
             "kind",
             "created_at",

@@ -66,6 +66,17 @@ pub fn validate(
     capture_id: &str,
     received_at_ms: i64,
 ) -> Result<CaptureReceived, Vec<FieldError>> {
+    validate_in(input, capture_id, received_at_ms, crate::contact::DEFAULT_REGION)
+}
+
+/// As [`validate`], reading numbers without a country code in `region` (the
+/// tenant's `phone_region`).
+pub fn validate_in(
+    input: &CaptureInput,
+    capture_id: &str,
+    received_at_ms: i64,
+    region: &str,
+) -> Result<CaptureReceived, Vec<FieldError>> {
     let mut errors = Vec::new();
     let name = text("name", &input.name, &mut errors);
     let company = text("company", &input.company, &mut errors);
@@ -74,7 +85,7 @@ pub fn validate(
     let owner_hint = text("owner_hint", &input.owner_hint, &mut errors);
 
     let phone = match input.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-        Some(raw) => match Phone::parse(raw) {
+        Some(raw) => match Phone::parse_in(raw, region) {
             Ok(p) => Some(p.as_str().to_string()),
             Err(msg) => {
                 errors.push(FieldError::new("phone", msg));
@@ -191,7 +202,8 @@ pub async fn accept(infra: &Infra, who: Submission<'_>, input: &CaptureInput) ->
     }
     let now = now_ms();
     let capture_id = new_id();
-    let mut capture = validate(input, &capture_id, now).map_err(ApiError::Validation)?;
+    let region = crate::repo::tenants::phone_region(&infra.store, &*infra.cache, who.tenant_id).await?;
+    let mut capture = validate_in(input, &capture_id, now, &region).map_err(ApiError::Validation)?;
     capture.visitor = who.visitor.map(str::to_string);
     let live_code = input
         .live_code
@@ -260,10 +272,11 @@ pub async fn accept_many(
         return Ok(Vec::new());
     }
     let now = now_ms();
+    let region = crate::repo::tenants::phone_region(&infra.store, &*infra.cache, tenant_id).await?;
     let (mut answers, mut inserts, mut events) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
     for (key, input) in rows {
         let capture_id = new_id();
-        let capture = match validate(input, &capture_id, now) {
+        let capture = match validate_in(input, &capture_id, now, &region) {
             Ok(capture) => capture,
             Err(errors) => {
                 answers.push(Err(errors));

@@ -21,6 +21,11 @@ pub enum Line {
 /// otherwise.
 pub const DEFAULT_REGION: &str = "CN";
 
+/// Whether `region` is an ISO 3166 alpha-2 region libphonenumber knows (`CN`, `HK`…).
+pub fn is_region(region: &str) -> bool {
+    region.len() == 2 && region.parse::<phonenumber::country::Id>().is_ok()
+}
+
 impl Phone {
     /// A number as written in China: see [`Phone::parse_in`].
     pub fn parse(raw: &str) -> Result<Phone, &'static str> {

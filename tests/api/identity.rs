@@ -16,6 +16,7 @@ on_both_backends!(
     leads_are_merged_by_hand_by_managers_only,
     simultaneous_captures_over_three_channels_are_one_lead,
     company_name_variants_are_flagged_as_possible_duplicates,
+    the_tenants_region_reads_numbers_without_a_country_code,
 );
 
 /// The lead a capture ended in, once qualified, following merges to the survivor.
@@ -383,4 +384,55 @@ async fn company_name_variants_are_flagged_as_possible_duplicates(backend: Backe
     let (a, b) = (lead_of(&app, &admin, &a).await, lead_of(&app, &admin, &b).await);
     assert_eq!(b["uscc"], "91350100M000100Y43");
     assert_eq!(b["possible_duplicates"][0]["lead_id"], a["id"], "{b}");
+}
+
+async fn the_tenants_region_reads_numbers_without_a_country_code(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let (status, tenant) = app.get(&admin, "/v1/tenant").await;
+    assert_eq!(status, 200, "{tenant}");
+    assert_eq!(tenant["phone_region"], "CN");
+    let (status, problem) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            "/v1/tenant",
+            &json!({"phone_region": "XX"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    let sdr = app.login("demo", "sdr1@demo.local", PASSWORD).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &sdr,
+            "/v1/tenant",
+            &json!({"phone_region": "HK"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, tenant) = app
+        .send(
+            reqwest::Method::PATCH,
+            &admin,
+            "/v1/tenant",
+            &json!({"phone_region": "hk"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{tenant}");
+    assert_eq!(tenant["phone_region"], "HK");
+
+    // A Hong Kong tenant's "9123 4567" is a Hong Kong mobile; a mainland mobile needs +86.
+    let hk = app
+        .post_lead(&admin, json!({"phone": "9123 4567", "channel": "api"}))
+        .await;
+    assert_eq!(lead_of(&app, &admin, &hk).await["phone"], "+85291234567");
+    let (status, problem) = app
+        .post(&admin, "/v1/leads", &json!({"phone": "13800138000", "channel": "api"}))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    let cn = app
+        .post_lead(&admin, json!({"phone": "+86 138 0013 8000", "channel": "api"}))
+        .await;
+    assert_eq!(lead_of(&app, &admin, &cn).await["phone"], "+8613800138000");
 }

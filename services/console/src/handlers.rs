@@ -226,12 +226,49 @@ pub async fn me(infra: web::Data<Infra>, caller: Caller) -> ApiResult<HttpRespon
     let row = staff::by_id(&infra.store, &caller.tenant_id, &caller.staff_id)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("this token's staff member no longer exists".into()))?;
-    let tenant = tenants::by_id(&infra.store, &caller.tenant_id).await?;
     let mut view = serde_json::to_value(row.view()).map_err(anyhow::Error::from)?;
-    if let Some(t) = tenant {
-        view["tenant"] = json!({"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone});
-    }
+    view["tenant"] = tenant_view(&infra, &caller.tenant_id).await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+async fn tenant_view(infra: &Infra, tenant_id: &str) -> ApiResult<serde_json::Value> {
+    let t = tenants::by_id(&infra.store, tenant_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let region = tenants::phone_region(&infra.store, &*infra.cache, tenant_id).await?;
+    Ok(json!({"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone, "phone_region": region}))
+}
+
+/// `GET /v1/tenant`: the caller's tenant.
+pub async fn get_tenant(infra: web::Data<Infra>, caller: Caller) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(tenant_view(&infra, &caller.tenant_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChanges {
+    /// Where numbers without a country code are read (ISO 3166 alpha-2).
+    phone_region: Option<String>,
+}
+
+/// `PATCH /v1/tenant` (admin): the region the tenant's phone numbers are read in.
+pub async fn update_tenant(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    body: Json<TenantChanges>,
+) -> ApiResult<HttpResponse> {
+    caller.require_any(&[Role::Admin])?;
+    if let Some(region) = body.0.phone_region {
+        let region = region.trim().to_ascii_uppercase();
+        if !huoke_shared::contact::is_region(&region) {
+            return Err(ApiError::invalid(
+                "phone_region",
+                "a region code such as CN, HK, SG or US",
+            ));
+        }
+        tenants::set_phone_region(&infra.store, &*infra.cache, &caller.tenant_id, &region).await?;
+    }
+    Ok(HttpResponse::Ok().json(tenant_view(&infra, &caller.tenant_id).await?))
 }
 
 pub async fn landing(infra: web::Data<Infra>) -> HttpResponse {

@@ -31,6 +31,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/staff", web::get().to(handlers::list_staff))
         .route("/v1/staff/{id}", web::get().to(handlers::get_staff))
         .route("/v1/me", web::get().to(handlers::me))
+        .route("/v1/tenant", web::get().to(handlers::get_tenant))
+        .route("/v1/tenant", web::patch().to(handlers::update_tenant))
         .route("/v1/teams", web::post().to(teams::create_team))
         .route("/v1/staff/{id}", web::patch().to(handlers::update_staff))
         .route("/v1/teams", web::get().to(teams::list_teams))

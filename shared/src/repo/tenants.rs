@@ -117,6 +117,49 @@ pub async fn by_id(store: &Store, id: &str) -> sqlx::Result<Option<Tenant>> {
         .await
 }
 
+/// Where `phone_region` is remembered for a while: read on every capture.
+fn region_key(tenant_id: &str) -> String {
+    format!("tenant:phone-region:{tenant_id}")
+}
+
+/// The region the tenant's numbers without a country code are read in. From the
+/// cache when it has it (five minutes), else from the store; a tenant that is gone
+/// reads as the default region.
+pub async fn phone_region(store: &Store, cache: &dyn crate::cache::Cache, tenant_id: &str) -> sqlx::Result<String> {
+    if let Ok(Some(region)) = cache.get(&region_key(tenant_id)).await {
+        return Ok(region);
+    }
+    let region: Option<String> = sqlx::query_scalar("SELECT phone_region FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .fetch_optional(store.pool())
+        .await?;
+    let region = region.unwrap_or_else(|| crate::contact::DEFAULT_REGION.to_string());
+    let _ = cache
+        .set(
+            &region_key(tenant_id),
+            &region,
+            Some(std::time::Duration::from_secs(300)),
+        )
+        .await;
+    Ok(region)
+}
+
+/// Sets the tenant's phone region (already checked) and forgets the cached one.
+pub async fn set_phone_region(
+    store: &Store,
+    cache: &dyn crate::cache::Cache,
+    tenant_id: &str,
+    region: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE tenants SET phone_region = $1 WHERE id = $2")
+        .bind(region)
+        .bind(tenant_id)
+        .execute(store.pool())
+        .await?;
+    let _ = cache.del(&region_key(tenant_id)).await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -69,6 +69,10 @@ pub struct Settings {
     pub recycle_poll: Duration,
     /// How often an open inbox stream gets a comment line, so proxies keep it open.
     pub sse_heartbeat: Duration,
+    /// How often qualify rescores leads whose stored score may have decayed…
+    pub rescore_poll: Duration,
+    /// …when they were last scored at least this long ago.
+    pub rescore_age: Duration,
     pub bus_prefetch: u16,
     /// Most deliveries one consumer handles in one transaction.
     pub bus_batch: usize,
@@ -203,6 +207,8 @@ impl Settings {
             sla_poll: Duration::from_millis(positive(&get, "HUOKE_SLA_POLL_MS", 250)?),
             recycle_poll: Duration::from_millis(positive(&get, "HUOKE_RECYCLE_POLL_MS", 60_000)?),
             sse_heartbeat: Duration::from_millis(positive(&get, "HUOKE_SSE_HEARTBEAT_MS", 15_000)?),
+            rescore_poll: Duration::from_millis(positive(&get, "HUOKE_RESCORE_POLL_MS", 3_600_000)?),
+            rescore_age: Duration::from_millis(positive(&get, "HUOKE_RESCORE_AGE_MS", 86_400_000)?),
             bus_prefetch: number(&get, "HUOKE_BUS_PREFETCH", 256)?,
             bus_batch: positive(&get, "HUOKE_BUS_BATCH", 64)?,
             bus_linger: Duration::from_millis(number(&get, "HUOKE_BUS_LINGER_MS", 0)?),

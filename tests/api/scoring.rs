@@ -1,16 +1,19 @@
 //! Scores from the tenant's versioned rules: validated, every version kept, every
 //! point explained by a reason, the reasons adding up, engagement decaying with time.
 
+use std::time::Duration;
+
 use chrono::{Duration as Days, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, spawn_app};
+use crate::helpers::{Backend, Environment, PASSWORD, TestApp, eventually, spawn_app};
 use crate::identity::lead_of;
 use crate::on_both_backends;
 
 on_both_backends!(
     scoring_rules_are_validated_versioned_and_explain_every_point,
     engagement_decays_over_simulated_time,
+    stored_scores_decay_without_new_touches,
 );
 
 fn adds_up(scored: &Value) {
@@ -200,4 +203,39 @@ async fn engagement_decays_over_simulated_time(backend: Backend) {
     assert_eq!(status, 422, "{problem}");
     let (status, _) = app.get(&admin, "/v1/leads/nope/score").await;
     assert_eq!(status, 404);
+}
+
+async fn stored_scores_decay_without_new_touches(backend: Backend) {
+    let mut env = Environment::new(backend).await;
+    env.vars.insert("HUOKE_RESCORE_POLL_MS".into(), "200".into());
+    env.vars.insert("HUOKE_RESCORE_AGE_MS".into(), "300".into());
+    let app = TestApp::start(&env, huoke::all_services()).await;
+    let admin = app.admin().await;
+    // A visit worth 40 that halves every 1.7 s.
+    let (status, saved) = app
+        .send(reqwest::Method::PUT, &admin, "/v1/scoring/rules", &rules(40, 0.00002))
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let capture = app
+        .post_lead(&admin, json!({"name": "孙", "phone": "13100131099", "channel": "api"}))
+        .await;
+    let lead = lead_of(&app, &admin, &capture).await;
+    let id = lead["id"].as_str().unwrap().to_string();
+    assert!(lead["score"].as_i64().unwrap() >= 40, "{lead}");
+    let decayed = eventually(Duration::from_secs(30), "the stored score to decay", || async {
+        let (_, lead) = app.get(&admin, &format!("/v1/leads/{id}")).await;
+        (lead["score"].as_i64().unwrap() <= 11).then_some(lead)
+    })
+    .await;
+    adds_up(&decayed);
+    assert_eq!(decayed["grade"], "D");
+    assert!(
+        decayed["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["kind"] == "rescored"),
+        "a grade change is written down: {decayed}"
+    );
+    app.stop().await;
 }

@@ -6,6 +6,7 @@
 //! read API, manual merges and the scoring rules.
 
 mod consumer;
+mod decay;
 mod duplicates;
 mod engagement;
 mod facts;
@@ -25,7 +26,11 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: "qualify",
         needs: huoke_shared::Needs::STORE,
-        start: |infra, _| Running::new(routes, consumers(infra)),
+        start: |infra, stop| {
+            let mut running = Running::new(routes, consumers(infra));
+            running.tasks.push(decay::start(infra.clone(), stop.clone()));
+            running
+        },
     }
 }
 

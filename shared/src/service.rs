@@ -1,7 +1,9 @@
 //! What a service crate hands to the binary: its HTTP routes, its consumers and any
 //! background tasks, started once per process and shared by every HTTP worker.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use tokio::sync::watch;
@@ -75,4 +77,25 @@ impl Needs {
             cache: self.cache || other.cache,
         }
     }
+}
+
+/// Runs `job` now and then every `every` until the stop signal, in a task of its own.
+/// A failed run is logged (as `what`) and the next one comes as usual: these are
+/// sweeps that find their work in the store, so nothing is lost by waiting.
+pub fn every<F, Fut>(what: &'static str, every: Duration, mut stop: watch::Receiver<bool>, mut job: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<usize>> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) = job().await {
+                tracing::warn!(task = what, error = %format!("{err:#}"), "a periodic task failed; it runs again later");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
 }

@@ -457,6 +457,12 @@ async fn the_inbox_filters_by_state_and_grade_and_counts_down(backend: Backend) 
         .post(&sdr1, &format!("/v1/assignments/{first}/accept"), &json!({}))
         .await;
     assert_eq!(status, 200);
+    // The inbox is projected from the offers through the bus: wait for both.
+    eventually(Duration::from_secs(20), "both offers in the inbox", || async {
+        let (_, all) = app.get(&sdr1, "/v1/inbox").await;
+        (all["items"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
 
     let (_, open) = app.get(&sdr1, "/v1/inbox?state=offered").await;
     let items = open["items"].as_array().unwrap();
@@ -489,7 +495,7 @@ async fn the_first_activity_stops_the_first_contact_clock(backend: Backend) {
         &app,
         &admin,
         "/v1/sla/policies",
-        json!({"default": {"accept_within_seconds": 600, "first_contact_within_seconds": 2}}),
+        json!({"default": {"accept_within_seconds": 600, "first_contact_within_seconds": 4}}),
     )
     .await;
     // Accepted and left alone: the first-contact deadline passes.
@@ -529,7 +535,7 @@ async fn the_first_activity_stops_the_first_contact_clock(backend: Backend) {
     .await;
     assert_eq!(breached["actor"], "router");
     // Well past the called lead's deadline too: still no breach there.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let called = lead(&app, &admin, called_id).await;
     assert!(
         called["history"]

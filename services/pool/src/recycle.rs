@@ -15,17 +15,11 @@ use crate::settings;
 /// Leads recycled per tenant per sweep; a longer list waits for the next sweep.
 const BATCH: i64 = 200;
 
-pub fn start(infra: Infra, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Err(err) = sweep(&infra).await {
-                tracing::warn!(error = %format!("{err:#}"), "recycling failed; will try again");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(infra.settings.recycle_poll) => {}
-                _ = stop.changed() => return,
-            }
-        }
+pub fn start(infra: Infra, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let every = infra.settings.recycle_poll;
+    huoke_shared::service::every("recycling", every, stop, move || {
+        let infra = infra.clone();
+        async move { sweep(&infra).await }
     })
 }
 

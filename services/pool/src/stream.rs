@@ -70,8 +70,12 @@ struct Open {
 pub async fn stream(infra: web::Data<Infra>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Sdr])?;
     // Subscribed before the replay is read: an offer made in between is in one or
-    // both, never in neither (the client dedupes on the id).
+    // both, never in neither (the client dedupes on the id). The stream says it is
+    // connected once the process's live feed is receiving.
     let live = infra.bus.live();
+    if !infra.bus.live_ready(std::time::Duration::from_secs(5)).await {
+        tracing::warn!("the live feed is not receiving; the stream opens anyway and relies on Last-Event-ID");
+    }
     let mut pending = VecDeque::new();
     pending.push_back(Bytes::from_static(b": connected\n\n"));
     let last = req

@@ -17,17 +17,11 @@ use crate::facts::{RulesCache, rescore};
 /// Leads rescored per sweep.
 const BATCH: i64 = 500;
 
-pub fn start(infra: Infra, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Err(err) = sweep(&infra).await {
-                tracing::warn!(error = %format!("{err:#}"), "rescoring failed; will try again");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(infra.settings.rescore_poll) => {}
-                _ = stop.changed() => return,
-            }
-        }
+pub fn start(infra: Infra, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let every = infra.settings.rescore_poll;
+    huoke_shared::service::every("rescoring", every, stop, move || {
+        let infra = infra.clone();
+        async move { sweep(&infra).await }
     })
 }
 

@@ -71,6 +71,8 @@ struct Inner {
     /// started on first use.
     live: tokio::sync::broadcast::Sender<Arc<Envelope>>,
     live_started: AtomicBool,
+    /// True while the live queue is bound and consumed.
+    live_up: watch::Sender<bool>,
 }
 
 impl AmqpBus {
@@ -89,6 +91,7 @@ impl AmqpBus {
                 suspect: AtomicBool::new(false),
                 live: tokio::sync::broadcast::channel(super::LIVE_BUFFER).0,
                 live_started: AtomicBool::new(false),
+                live_up: watch::channel(false).0,
             }),
         };
         bus.connection().await.context("connecting to RabbitMQ (AMQP_URL)")?;
@@ -400,6 +403,7 @@ impl AmqpBus {
                 .await
             })
             .await?;
+        self.inner.live_up.send_replace(true);
         while let Some(delivery) = deliveries.next().await {
             let delivery = delivery?;
             if let Ok(envelope) = serde_json::from_slice::<Envelope>(&delivery.data) {
@@ -574,12 +578,21 @@ impl Bus for AmqpBus {
                     if let Err(err) = bus.live_session().await {
                         tracing::warn!(error = %format!("{err:#}"), "live feed lost; reconnecting");
                     }
+                    bus.inner.live_up.send_replace(false);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }
             });
         }
         receiver
+    }
+
+    async fn live_ready(&self, within: Duration) -> bool {
+        drop(self.live());
+        let mut up = self.inner.live_up.subscribe();
+        tokio::time::timeout(within, up.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     async fn ping(&self) -> anyhow::Result<()> {

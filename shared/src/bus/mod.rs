@@ -285,6 +285,13 @@ pub trait Bus: Send + Sync + 'static {
     /// published anywhere, for pushing to connected clients (the inbox stream). Best
     /// effort and not durable: a client that missed some resumes from the store.
     fn live(&self) -> Live;
+    /// Waits (at most `within`) until this process's live feed is receiving; false
+    /// if it is not by then. A stream opened before would miss what is published
+    /// meanwhile.
+    async fn live_ready(&self, within: Duration) -> bool {
+        let _ = within;
+        true
+    }
     async fn ping(&self) -> anyhow::Result<()>;
     fn name(&self) -> &'static str;
 }

@@ -1,5 +1,6 @@
 //! Upkeep of bookkeeping that would otherwise grow forever: the consumers'
-//! idempotency markers (`processed_messages`). Runs in every process; deletes in
+//! idempotency markers (`processed_messages`) and the stored answers of idempotent
+//! create requests (`idempotent_requests`, kept a day). Runs in every process; deletes in
 //! small batches by primary key so it never holds long locks on hot tables, and
 //! several processes doing it at once only share the work.
 
@@ -40,6 +41,20 @@ pub async fn prune_processed(store: &Store, retention: Duration) -> sqlx::Result
     }
 }
 
+/// Deletes stored answers of idempotent requests older than a day.
+pub async fn prune_idempotent_requests(store: &Store) -> sqlx::Result<u64> {
+    let cutoff = now_ms() - crate::idempotency::KEEP_MS;
+    let sql = format!(
+        "DELETE FROM idempotent_requests WHERE (tenant_id, route, key) IN
+           (SELECT tenant_id, route, key FROM idempotent_requests WHERE created_at < $1 LIMIT {BATCH})"
+    );
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .bind(cutoff)
+        .execute(store.pool())
+        .await?
+        .rows_affected())
+}
+
 /// Runs the upkeep every minute until `stop` turns true.
 pub async fn run(store: Store, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
@@ -50,6 +65,9 @@ pub async fn run(store: Store, retention: Duration, mut stop: watch::Receiver<bo
                 metrics::counter!("huoke_housekeeping_pruned_total", "table" => "processed_messages").increment(n);
             }
             Err(err) => tracing::warn!(error = %err, "pruning processed-message markers failed; will try again"),
+        }
+        if let Err(err) = prune_idempotent_requests(&store).await {
+            tracing::warn!(error = %err, "pruning idempotent request answers failed; will try again");
         }
         // Spread processes that started together.
         let pause = EVERY + Duration::from_millis(rand::random::<u64>() % 10_000);

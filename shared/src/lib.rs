@@ -19,6 +19,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod html;
 pub mod http;
+pub mod idempotency;
 pub mod infra;
 pub mod lifecycle;
 pub mod messages;

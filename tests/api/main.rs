@@ -17,6 +17,7 @@ mod codes_qr;
 mod codes_wecom;
 mod durability;
 mod forms;
+mod idempotent_creates;
 mod identity;
 mod imports;
 mod inbox_stream;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::FromRow;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     name: String,
@@ -47,9 +47,23 @@ fn view(row: &KeyRow) -> Value {
     })
 }
 
-pub async fn create(infra: web::Data<Infra>, caller: Caller, body: Json<NewKey>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    http: actix_web::HttpRequest,
+    body: Json<NewKey>,
+) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin])?;
     let req = body.0;
+    let tenant = caller.tenant_id.clone();
+    let hash_of = serde_json::to_value(&req).map_err(anyhow::Error::from)?;
+    huoke_shared::idempotency::once(&infra, &http, &tenant, "api_keys.create", &hash_of, &["key"], || {
+        create_key(&infra, &caller, req)
+    })
+    .await
+}
+
+async fn create_key(infra: &Infra, caller: &Caller, req: NewKey) -> ApiResult<HttpResponse> {
     let mut errors = Vec::new();
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {

@@ -38,7 +38,7 @@ const HOOK_LIMIT: Limit = Limit {
     per: Duration::from_secs(60),
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSource {
     name: String,
@@ -75,9 +75,29 @@ fn view(row: &SourceRow) -> Value {
 const COLUMNS: &str = "id, tenant_id, name, secret, channel, campaign_id, mapping, event_id_pointer, created_at";
 
 /// `POST /v1/webhook-sources` (admin): the secret is in this answer only.
-pub async fn create_source(infra: web::Data<Infra>, caller: Caller, body: Json<NewSource>) -> ApiResult<HttpResponse> {
+pub async fn create_source(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    http: HttpRequest,
+    body: Json<NewSource>,
+) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin])?;
     let req = body.0;
+    let tenant = caller.tenant_id.clone();
+    let hash_of = serde_json::to_value(&req).map_err(anyhow::Error::from)?;
+    huoke_shared::idempotency::once(
+        &infra,
+        &http,
+        &tenant,
+        "webhook_sources.create",
+        &hash_of,
+        &["secret"],
+        || create_source_now(&infra, &caller, req),
+    )
+    .await
+}
+
+async fn create_source_now(infra: &Infra, caller: &Caller, req: NewSource) -> ApiResult<HttpResponse> {
     let pointer = req.event_id_pointer.unwrap_or_else(|| "/id".into());
     let mut errors = mapping::check(&req.mapping, &pointer);
     let name = req.name.trim().to_string();

@@ -16,7 +16,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     url: String,
@@ -69,10 +69,30 @@ fn check(infra: &Infra, input: &NewSubscription) -> Vec<FieldError> {
 }
 
 /// `POST /v1/webhook-subscriptions`: answers the secret, once.
-pub async fn create(infra: web::Data<Infra>, caller: Caller, body: Json<NewSubscription>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<NewSubscription>,
+) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin])?;
     let input = body.0;
-    let problems = check(&infra, &input);
+    let tenant = caller.tenant_id.clone();
+    let hash_of = serde_json::to_value(&input).map_err(anyhow::Error::from)?;
+    huoke_shared::idempotency::once(
+        &infra,
+        &req,
+        &tenant,
+        "webhook_subscriptions.create",
+        &hash_of,
+        &["secret"],
+        || create_now(&infra, &caller, input),
+    )
+    .await
+}
+
+async fn create_now(infra: &Infra, caller: &Caller, input: NewSubscription) -> ApiResult<HttpResponse> {
+    let problems = check(infra, &input);
     if !problems.is_empty() {
         return Err(ApiError::Validation(problems));
     }

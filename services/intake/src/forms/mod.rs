@@ -77,9 +77,22 @@ async fn save(infra: &Infra, form: &Form, insert: bool) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn create(infra: web::Data<Infra>, caller: Caller, body: Json<FormConfig>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<FormConfig>,
+) -> ApiResult<HttpResponse> {
     caller.require_any(MARKETING)?;
     let config = body.0;
+    let tenant = caller.tenant_id.clone();
+    huoke_shared::idempotency::once(&infra, &req, &tenant, "forms.create", &config.clone(), &[], || {
+        create_form(&infra, &caller, config)
+    })
+    .await
+}
+
+async fn create_form(infra: &Infra, caller: &Caller, config: FormConfig) -> ApiResult<HttpResponse> {
     let problems = config.check();
     if !problems.is_empty() {
         return Err(ApiError::Validation(problems));
@@ -92,7 +105,7 @@ pub async fn create(infra: web::Data<Infra>, caller: Caller, body: Json<FormConf
         created_at: now,
         updated_at: now,
     };
-    save(&infra, &form, true).await?;
+    save(infra, &form, true).await?;
     Ok(HttpResponse::Created().json(view(&form)))
 }
 

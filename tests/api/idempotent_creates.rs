@@ -1,0 +1,81 @@
+//! `Idempotency-Key` on the create endpoints: a retry gets the first answer (without
+//! the secret shown once), another body with the same key is refused, and only one
+//! object exists.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(retried_creates_make_one_object);
+
+async fn post_keyed(app: &TestApp, token: &str, path: &str, key: &str, body: &Value) -> (u16, bool, Value) {
+    let resp = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let replayed = resp.headers().get("idempotent-replayed").is_some();
+    (status, replayed, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn retried_creates_make_one_object(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let form = json!({"name": "Expo form", "fields": ["name", "phone"], "required": ["phone"]});
+    let cases = [
+        (
+            "/v1/api-keys",
+            json!({"name": "crm"}),
+            json!({"name": "crm 2"}),
+            Some("key"),
+        ),
+        (
+            "/v1/webhook-subscriptions",
+            json!({"url": "https://hooks.example.com/in", "events": ["*"]}),
+            json!({"url": "https://hooks.example.com/other", "events": ["*"]}),
+            Some("secret"),
+        ),
+        (
+            "/v1/webhook-sources",
+            json!({"name": "ads", "channel": "ads", "mapping": {"/phone": "phone"}}),
+            json!({"name": "ads 2", "channel": "ads", "mapping": {"/phone": "phone"}}),
+            Some("secret"),
+        ),
+        (
+            "/v1/forms",
+            form.clone(),
+            json!({"name": "Other form", "fields": ["phone"], "required": ["phone"]}),
+            None,
+        ),
+    ];
+    for (path, body, other, secret) in cases {
+        let (status, replayed, first) = post_keyed(&app, &admin, path, "create-1", &body).await;
+        assert_eq!(status, 201, "{path}: {first}");
+        assert!(!replayed);
+        if let Some(field) = secret {
+            assert!(
+                first[field].is_string(),
+                "{path}: the secret is shown the first time: {first}"
+            );
+        }
+        let (status, replayed, again) = post_keyed(&app, &admin, path, "create-1", &body).await;
+        assert_eq!(status, 201, "{path}: {again}");
+        assert!(replayed, "{path}: marked as a replay");
+        assert_eq!(again["id"], first["id"], "{path}: the same object");
+        if let Some(field) = secret {
+            assert!(again.get(field).is_none(), "{path}: the secret is not kept: {again}");
+        }
+        let (status, _, problem) = post_keyed(&app, &admin, path, "create-1", &other).await;
+        assert_eq!(status, 422, "{path}: {problem}");
+        // Another key is another object.
+        let (status, _, second) = post_keyed(&app, &admin, path, "create-2", &body).await;
+        assert_eq!(status, 201, "{path}: {second}");
+        assert_ne!(second["id"], first["id"]);
+    }
+}

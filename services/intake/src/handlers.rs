@@ -15,13 +15,7 @@ pub async fn post_lead(
     body: Json<CaptureInput>,
 ) -> ApiResult<HttpResponse> {
     principal.require_scope(&[Scope::LeadsWrite])?;
-    let key = req
-        .headers()
-        .get("Idempotency-Key")
-        .map(|v| v.to_str().map(|s| s.trim().to_string()))
-        .transpose()
-        .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
-        .filter(|k| !k.is_empty());
+    let key = huoke_shared::idempotency::key_of(&req)?;
     let actor = principal.actor();
     let who = Submission {
         tenant_id: principal.tenant_id(),

@@ -42,9 +42,9 @@ impl Infra {
             None => Arc::new(SqlBus::new(store.clone())),
         };
         let cache: Arc<dyn Cache> = match &settings.redis_url {
-            Some(url) => {
-                Arc::new(patiently("Redis (REDIS_URL)", || RedisCache::connect(url, &settings.namespace)).await?)
-            }
+            Some(url) => Arc::new(crate::cache::Breaker::new(
+                patiently("Redis (REDIS_URL)", || RedisCache::connect(url, &settings.namespace)).await?,
+            )),
             None => Arc::new(MemoryCache::new()),
         };
         tracing::info!(

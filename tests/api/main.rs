@@ -11,6 +11,7 @@ mod api_keys;
 mod bus_contract;
 mod cache_contract;
 mod cards;
+mod channel_durability;
 mod cli;
 mod codes;
 mod codes_qr;

@@ -202,7 +202,7 @@ fn through(url: &str, port: u16) -> (String, String) {
 }
 
 /// Puts a cuttable proxy in front of the backend named by `var`.
-async fn proxied(env: &mut Environment, var: &str) -> Cuttable {
+pub(crate) async fn proxied(env: &mut Environment, var: &str) -> Cuttable {
     let (_, upstream) = through(&env.vars[var], 0);
     let proxy = Cuttable::start(&upstream).await;
     let (url, _) = through(&env.vars[var], proxy.port);

@@ -2,9 +2,11 @@
 //! Nothing in it may be the only copy of a fact — a flushed cache only costs speed
 //! or restarts a rotation. Redis in production, an in-memory twin for `huoke dev`.
 
+mod breaker;
 mod memory;
 mod redis;
 
+pub use breaker::Breaker;
 pub use memory::MemoryCache;
 pub use redis::RedisCache;
 

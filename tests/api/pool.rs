@@ -283,7 +283,7 @@ async fn idle_leads_are_recycled_and_owners_can_give_leads_back(backend: Backend
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
     // Given back by hand.
-    let (given, owner, sdr) = assigned_and_accepted(
+    let (given, _, sdr) = assigned_and_accepted(
         &app,
         &admin,
         json!({"name": "吴九", "phone": "13500135009", "channel": "seminar"}),
@@ -309,7 +309,6 @@ async fn idle_leads_are_recycled_and_owners_can_give_leads_back(backend: Backend
     assert_eq!(back["recycle_count"], 0);
     assert_eq!(back["assignment"]["state"], "released");
     assert_ne!(back["assignment"]["staff_id"], Value::Null);
-    let _ = owner;
 
     // Recycled: no activity for the tenant's period (about two seconds here).
     put(

@@ -67,7 +67,7 @@ pub async fn claim(infra: web::Data<Infra>, caller: Caller, id: web::Path<String
     caller.require_any(&[Role::Sdr])?;
     let tenant = caller.tenant_id.as_str();
     let mut tx = infra.store.begin().await?;
-    let limits = settings::load(&mut tx, tenant).await?;
+    let limits = settings::load(&mut *tx, tenant).await?;
     let tz_name: Option<String> = sqlx::query_scalar("SELECT timezone FROM tenants WHERE id = $1")
         .bind(tenant)
         .fetch_optional(&mut *tx)

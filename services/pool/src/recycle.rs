@@ -10,7 +10,7 @@ use huoke_shared::lifecycle::{self, LifecycleError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::settings;
+use crate::settings::PoolSettings;
 
 /// Leads recycled per tenant per sweep; a longer list waits for the next sweep.
 const BATCH: i64 = 200;
@@ -25,13 +25,14 @@ pub fn start(infra: Infra, stop: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// One pass over the tenants that recycle; returns how many leads went back.
 pub async fn sweep(infra: &Infra) -> anyhow::Result<usize> {
-    let tenants: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM pool_settings")
+    // Reads only: straight from the pool, no transaction (SQLite's would take the
+    // write lock). Each give-back below has its own guarded transaction.
+    let tenants: Vec<(String, String)> = sqlx::query_as("SELECT tenant_id, body FROM pool_settings")
         .fetch_all(infra.store.pool())
         .await?;
     let mut recycled = 0;
-    for tenant in tenants {
-        let mut tx = infra.store.begin().await?;
-        let Some(days) = settings::load(&mut tx, &tenant).await?.recycle_after_days else {
+    for (tenant, body) in tenants {
+        let Some(days) = serde_json::from_str::<PoolSettings>(&body)?.recycle_after_days else {
             continue;
         };
         let before = now_ms() - (days * 86_400_000.0) as i64;
@@ -44,9 +45,8 @@ pub async fn sweep(infra: &Infra) -> anyhow::Result<usize> {
         .bind(&tenant)
         .bind(before)
         .bind(BATCH)
-        .fetch_all(&mut *tx)
+        .fetch_all(infra.store.pool())
         .await?;
-        tx.rollback().await?;
         let reason = format!("no activity for {days} days");
         for (lead, owner) in stale {
             let mut tx = infra.store.begin().await?;

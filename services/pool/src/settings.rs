@@ -7,7 +7,6 @@ use huoke_shared::auth::{Caller, Role};
 use huoke_shared::clock::now_ms;
 use huoke_shared::error::FieldError;
 use huoke_shared::http::Json;
-use huoke_shared::store::Tx;
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde::{Deserialize, Serialize};
 
@@ -78,10 +77,14 @@ impl PoolSettings {
     }
 }
 
-pub async fn load(tx: &mut Tx, tenant_id: &str) -> anyhow::Result<PoolSettings> {
+/// The tenant's settings, read in the caller's transaction or straight from the pool.
+pub async fn load<'e, E>(executor: E, tenant_id: &str) -> anyhow::Result<PoolSettings>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let body: Option<String> = sqlx::query_scalar("SELECT body FROM pool_settings WHERE tenant_id = $1")
         .bind(tenant_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(executor)
         .await?;
     Ok(match body {
         Some(text) => serde_json::from_str(&text)?,
@@ -91,9 +94,8 @@ pub async fn load(tx: &mut Tx, tenant_id: &str) -> anyhow::Result<PoolSettings> 
 
 pub async fn get(infra: web::Data<Infra>, caller: Caller) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin, Role::Manager, Role::Sdr])?;
-    let mut tx = infra.store.begin().await?;
-    let settings = load(&mut tx, &caller.tenant_id).await?;
-    tx.rollback().await?;
+    // A plain read: no transaction (on SQLite one would take the write lock).
+    let settings = load(infra.store.pool(), &caller.tenant_id).await?;
     Ok(HttpResponse::Ok().json(settings))
 }
 

@@ -160,7 +160,7 @@ pub async fn change_status(
     }
     let mut tx = infra.store.begin().await?;
     if step == SalesStep::Disqualified {
-        let allowed = settings::load(&mut tx, &caller.tenant_id).await?.disqualify_reasons;
+        let allowed = settings::load(&mut *tx, &caller.tenant_id).await?.disqualify_reasons;
         if !reason.is_some_and(|r| allowed.iter().any(|a| a == r)) {
             return Err(ApiError::invalid(
                 "reason",

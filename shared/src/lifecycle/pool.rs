@@ -118,10 +118,15 @@ pub async fn advance(
         )));
     }
     let now = now_ms();
-    let moved = sqlx::query(
-        "UPDATE leads SET status = $1, status_changed_at = $2, status_reason = $3, updated_at = $2
-         WHERE tenant_id = $4 AND id = $5 AND status = $6",
-    )
+    // The step's own time column, stamped the first time the lead gets there.
+    let reached = to
+        .reached_column()
+        .map(|c| format!(", {c} = COALESCE({c}, $2)"))
+        .unwrap_or_default();
+    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE leads SET status = $1, status_changed_at = $2, status_reason = $3, updated_at = $2{reached}
+         WHERE tenant_id = $4 AND id = $5 AND status = $6"
+    )))
     .bind(to.as_str())
     .bind(now)
     .bind(reason)
@@ -132,16 +137,6 @@ pub async fn advance(
     .await?;
     if moved.rows_affected() == 0 {
         return Err(LifecycleError::Conflict("lead"));
-    }
-    if let Some(column) = to.reached_column() {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE leads SET {column} = COALESCE({column}, $1) WHERE tenant_id = $2 AND id = $3"
-        )))
-        .bind(now)
-        .bind(tenant_id)
-        .bind(lead_id)
-        .execute(&mut **tx)
-        .await?;
     }
     let after_ms = now - lead.status_changed_at.unwrap_or(lead.updated_at);
     history::record(

@@ -96,6 +96,10 @@ pub struct Settings {
     /// Hosts a tenant's WeCom `api_base` may name beyond public HTTPS ones
     /// (`HUOKE_WECOM_ALLOWED_HOSTS`: private test servers).
     pub wecom_allowed_hosts: Vec<String>,
+    /// How long a WeCom customer-contact event waits for WeCom to give the customer's
+    /// details when it cannot be reached; after that the capture is made without them
+    /// (`HUOKE_WECOM_DETAILS_WAIT_SECS`).
+    pub wecom_details_wait: Duration,
     /// Hosts webhook subscriptions may name besides public HTTPS ones
     /// (`HUOKE_WEBHOOK_ALLOWED_HOSTS`: private test receivers).
     pub webhook_allowed_hosts: Vec<String>,
@@ -245,6 +249,7 @@ impl Settings {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            wecom_details_wait: Duration::from_secs(positive(&get, "HUOKE_WECOM_DETAILS_WAIT_SECS", 60)?),
             webhook_max_attempts: positive(&get, "HUOKE_WEBHOOK_MAX_ATTEMPTS", 15)?,
             trusted_proxies: crate::proxies::parse_list(&get("HUOKE_TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| bad("HUOKE_TRUSTED_PROXIES", e))?,

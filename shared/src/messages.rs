@@ -14,6 +14,7 @@ pub mod queues {
     pub const NOTIFY_FANOUT: &str = "notify.fanout";
     pub const NOTIFY_DELIVERIES: &str = "notify.deliveries";
     pub const NOTIFY_WECOM: &str = "notify.wecom";
+    pub const INTAKE_WECOM_CONTACTS: &str = "intake.wecom_contacts";
 }
 
 /// The events every process sees a copy of ([`Bus::live`](crate::bus::Bus::live)): what an
@@ -84,11 +85,41 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         dead_letter_queue: "notify.wecom.dlq",
     },
     QueueSpec {
+        name: queues::INTAKE_WECOM_CONTACTS,
+        bindings: &[WecomContactChanged::TOPIC],
+        dead_letter_queue: "intake.wecom_contacts.dlq",
+    },
+    QueueSpec {
         name: queues::POOL_ASSIGNMENTS,
         bindings: &[LeadAssigned::TOPIC],
         dead_letter_queue: "pool.assignments.dlq",
     },
 ];
+
+/// A verified WeCom customer-contact event, recorded by the callback before it
+/// answers WeCom; intake's consumer fetches the customer's details and makes the
+/// capture from both.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WecomContactChanged {
+    pub corp_id: String,
+    /// `add_external_contact`, `add_half_external_contact` or `edit_external_contact`.
+    pub change_type: String,
+    /// The member (WeCom user id) who added or edited the customer.
+    pub member_userid: String,
+    pub external_userid: String,
+    #[serde(default)]
+    pub state: String,
+    /// WeCom's `CreateTime`, as sent.
+    #[serde(default)]
+    pub created: String,
+    /// Over corp, change type, member, customer, state and time: WeCom's repeated
+    /// deliveries of one event share it, and so make one capture.
+    pub dedupe: String,
+}
+
+impl Message for WecomContactChanged {
+    const TOPIC: &'static str = "wecom.contact_changed";
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WechatIds {

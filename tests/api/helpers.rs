@@ -308,3 +308,20 @@ pub async fn start_early_in_a_minute(needs: Duration) {
         tokio::time::sleep(left + Duration::from_millis(100)).await;
     }
 }
+
+/// A fake WeCom API that hands out the access token `T`; tests mount the calls they
+/// expect on it.
+pub async fn fake_wecom() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let wecom = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/cgi-bin/gettoken"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"errcode": 0, "access_token": "T", "expires_in": 7200})),
+        )
+        .mount(&wecom)
+        .await;
+    wecom
+}

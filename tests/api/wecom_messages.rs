@@ -49,14 +49,7 @@ async fn sent(wecom: &MockServer) -> Vec<Value> {
 async fn offers_and_escalations_are_sent_as_wecom_messages(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let admin = app.admin().await;
-    let wecom = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/cgi-bin/gettoken"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "access_token": "T", "expires_in": 7200})),
-        )
-        .mount(&wecom)
-        .await;
+    let wecom = crate::helpers::fake_wecom().await;
     Mock::given(method("POST"))
         .and(path("/cgi-bin/message/send"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "errmsg": "ok"})))

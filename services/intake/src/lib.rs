@@ -10,6 +10,7 @@ mod hooks;
 mod imports;
 mod mapping;
 mod wecom_callback;
+mod wecom_contacts;
 
 use actix_web::web;
 use huoke_shared::{Running, ServiceDef};
@@ -19,7 +20,12 @@ pub fn service() -> ServiceDef {
         name: "intake",
         needs: huoke_shared::Needs::STORE,
         start: |infra, stop| {
-            let mut running = Running::new(routes, Vec::new());
+            let contacts = huoke_shared::Consumer {
+                queue: huoke_shared::messages::queues::INTAKE_WECOM_CONTACTS,
+                options: infra.settings.consumer_options(),
+                handler: std::sync::Arc::new(wecom_contacts::WecomContacts::new(infra)),
+            };
+            let mut running = Running::new(routes, vec![contacts]);
             running.tasks.push(imports::worker::start(infra.clone(), stop.clone()));
             running
         },

@@ -5,19 +5,18 @@
 //! must name the tenant's corp id.
 //!
 //! Customer-contact events (`change_external_contact`: `add_external_contact`,
-//! `add_half_external_contact`, `edit_external_contact`) become captures on channel
-//! `wecom`, attributed through their `State` to the live code and member whose
-//! "contact me" QR the prospect used (the member is the owner hint); a delivery
-//! WeCom repeats (it retries after ~5 s without an answer) is the same capture, by an
-//! idempotency key over corp, change type, member, customer, state and time.
-//! `del_external_contact` and every other event are acknowledged and ignored. The
-//! answer is `success` as soon as the capture is durable — a few milliseconds.
-
-use std::collections::BTreeMap;
+//! `add_half_external_contact`, `edit_external_contact`) are written to the outbox
+//! as `wecom.contact_changed` and answered `success` as soon as that is durable — a
+//! few milliseconds, well inside WeCom's 5 s. The slow part (asking WeCom who the
+//! customer is) happens after, in [`crate::wecom_contacts`]. A delivery WeCom
+//! repeats carries the same key over corp, change type, member, customer, state and
+//! time, and so becomes the same capture. `del_external_contact` and every other
+//! event are acknowledged and ignored.
 
 use actix_web::{HttpResponse, web};
-use huoke_shared::capture::{CaptureInput, Submission, accept};
-use huoke_shared::messages::WechatIds;
+use huoke_shared::bus::Envelope;
+use huoke_shared::messages::WecomContactChanged;
+use huoke_shared::store::Outbox;
 use huoke_shared::wecom::{self, WecomSettings};
 use huoke_shared::wecom_crypto::{self, xml_field};
 use huoke_shared::{ApiError, ApiResult, Infra};
@@ -134,37 +133,19 @@ pub async fn receive(
         .join("\u{1f}")
         .as_bytes(),
     ));
-    let (live_code, owner) = attribution(&infra, &settings.tenant_id, &state, &member_userid).await?;
-    let mut attributes = Map::new();
-    for (k, v) in [
-        ("wecom_user_id", &member_userid),
-        ("wecom_state", &state),
-        ("wecom_change_type", &change),
-    ] {
-        if !v.is_empty() {
-            attributes.insert(k.to_string(), Value::String(v.clone()));
-        }
-    }
-    let input = CaptureInput {
-        channel: Some("wecom".into()),
-        wechat: Some(WechatIds {
-            external_userid: Some(external_userid),
-            corpid: Some(settings.corp_id.clone()),
-            ..WechatIds::default()
-        }),
-        owner_hint: owner,
-        live_code,
-        attributes: Some(attributes),
-        ..CaptureInput::default()
+    let event = WecomContactChanged {
+        corp_id: settings.corp_id.clone(),
+        change_type: change,
+        member_userid,
+        external_userid,
+        state,
+        created,
+        dedupe,
     };
-    let key = format!("wecom:{dedupe}");
-    let who = Submission {
-        tenant_id: &settings.tenant_id,
-        created_by: "wecom",
-        idempotency_key: Some(&key),
-        visitor: None,
-    };
-    accept(&infra, who, &input).await?;
+    let mut tx = infra.store.begin().await?;
+    Outbox::add(&mut tx, &Envelope::new(&settings.tenant_id, &event)).await?;
+    tx.commit().await?;
+    infra.kick_outbox();
     metrics::counter!("huoke_wecom_callbacks_accepted_total").increment(1);
     Ok(success())
 }
@@ -173,44 +154,4 @@ fn success() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body("success")
-}
-
-/// The live code (its public code) and member a `State` names — the contact way
-/// the scan path made for them — else the member whose WeCom user id added the
-/// customer.
-async fn attribution(
-    infra: &Infra,
-    tenant_id: &str,
-    state: &str,
-    member_userid: &str,
-) -> ApiResult<(Option<String>, Option<String>)> {
-    let ways: Vec<(String, String, Option<String>)> = if state.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-            "SELECT c.code, w.staff_id, s.wecom_userid FROM wecom_contact_ways w
-             JOIN live_codes c ON c.tenant_id = w.tenant_id AND c.id = w.code_id
-             LEFT JOIN staff s ON s.tenant_id = w.tenant_id AND s.id = w.staff_id
-             WHERE w.tenant_id = $1 AND w.state = $2",
-        )
-        .bind(tenant_id)
-        .bind(state)
-        .fetch_all(infra.store.pool())
-        .await?
-    };
-    // A channel code shares one state among its members: the one who was added.
-    let by_member: BTreeMap<bool, &(String, String, Option<String>)> = ways
-        .iter()
-        .map(|w| (w.2.as_deref() == Some(member_userid), w))
-        .collect();
-    if let Some((code, staff, _)) = by_member.get(&true).or_else(|| by_member.get(&false)) {
-        return Ok((Some(code.clone()), Some(staff.clone())));
-    }
-    let staff: Option<String> =
-        sqlx::query_scalar("SELECT id FROM staff WHERE tenant_id = $1 AND wecom_userid = $2 AND active = 1")
-            .bind(tenant_id)
-            .bind(member_userid)
-            .fetch_optional(infra.store.pool())
-            .await?;
-    Ok((None, staff))
 }

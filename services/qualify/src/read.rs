@@ -27,6 +27,7 @@ struct LeadRow {
     owner_id: Option<String>,
     merged_into: Option<String>,
     uscc: Option<String>,
+    attributes: Option<String>,
     mql_at: Option<i64>,
     scored_at: Option<i64>,
     scoring_version: Option<i64>,
@@ -59,7 +60,7 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
     let tenant = principal.tenant_id();
     let lead: LeadRow = sqlx::query_as(
         "SELECT id, name, company, title, phone, email, channel, score, grade, score_reasons, is_mql, status, owner_id,
-                merged_into, uscc, mql_at, scored_at, scoring_version, first_contact_at, last_activity_at,
+                merged_into, uscc, attributes, mql_at, scored_at, scoring_version, first_contact_at, last_activity_at,
                 status_reason, recycle_count, created_at, updated_at
          FROM leads WHERE tenant_id = $1 AND id = $2",
     )
@@ -128,6 +129,8 @@ pub async fn get_lead(infra: web::Data<Infra>, principal: Principal, id: web::Pa
         "channel": lead.channel,
         "identities": identities.into_iter().map(|(kind, value)| json!({"kind": kind, "value": value})).collect::<Vec<_>>(),
         "uscc": lead.uscc,
+        // What the captures said beyond the standard fields (first answer per key).
+        "attributes": lead.attributes.as_deref().map_or_else(|| json!({}), parse_json),
         "touches": touches.iter().map(touch_view).collect::<Vec<_>>(),
         "attribution": attribution,
         "score": lead.score,

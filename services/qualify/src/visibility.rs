@@ -78,8 +78,13 @@ pub async fn of(
     Ok(Sight::Hidden)
 }
 
-/// Masks the contact details of a lead view in place.
+/// Masks the contact details of a lead view in place. The attributes go entirely:
+/// they are free text from forms, webhooks and members' notes, and may hold a phone
+/// number or an address that no mask would find.
 pub fn mask(view: &mut Value) {
+    if let Some(map) = view.as_object_mut() {
+        map.remove("attributes");
+    }
     if let Some(phone) = view["phone"].as_str() {
         view["phone"] = Value::String(mask_phone(phone));
     }

@@ -8,11 +8,9 @@
 use std::time::Duration;
 
 use huoke_shared::Infra;
-use huoke_shared::bus::Envelope;
 use huoke_shared::clock::now_ms;
 use huoke_shared::lifecycle;
-use huoke_shared::messages::FirstContactBreached;
-use huoke_shared::store::{Backend, Outbox};
+use huoke_shared::store::Backend;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -101,32 +99,9 @@ pub async fn first_contacts_due(infra: &Infra) -> anyhow::Result<usize> {
     let mut marked = 0;
     for (assignment_id, tenant_id, lead_id, staff_id, due_at) in due {
         let mut tx = infra.store.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE assignments SET first_contact_breached_at = $1 WHERE id = $2 AND first_contact_breached_at IS NULL",
-        )
-        .bind(now)
-        .bind(&assignment_id)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() == 0 {
+        if !lifecycle::breach_first_contact(&mut tx, &tenant_id, &assignment_id, &lead_id, &staff_id, due_at).await? {
             continue;
         }
-        huoke_shared::repo::history::record(
-            &mut tx,
-            &tenant_id,
-            &lead_id,
-            "first_contact_breached",
-            "router",
-            serde_json::json!({"assignment_id": assignment_id, "staff_id": staff_id, "due_at": huoke_shared::clock::rfc3339(due_at)}),
-        )
-        .await?;
-        let event = FirstContactBreached {
-            assignment_id,
-            lead_id,
-            staff_id,
-            due_at_ms: due_at,
-        };
-        Outbox::add(&mut tx, &Envelope::new(&tenant_id, &event)).await?;
         tx.commit().await?;
         marked += 1;
     }

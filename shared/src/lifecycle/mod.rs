@@ -15,7 +15,10 @@ use serde_json::json;
 
 use crate::bus::Envelope;
 use crate::clock::{new_id, now_ms};
-use crate::messages::{AssignmentAccepted, AssignmentRejected, LeadAssigned, LeadEscalated, LeadReleased, SlaBreached};
+use crate::messages::{
+    AssignmentAccepted, AssignmentRejected, FirstContactBreached, LeadAssigned, LeadEscalated, LeadReleased,
+    SlaBreached,
+};
 use crate::repo::history::{self, Entry};
 use crate::store::bulk::{self, Value};
 use crate::store::{Outbox, Tx};
@@ -506,6 +509,50 @@ pub async fn expire(tx: &mut Tx, tenant_id: &str, id: &str) -> Result<bool, Life
         due_at_ms: found.sla_due_at.unwrap_or(now),
         hop: found.hop,
         kind: found.kind.clone(),
+    };
+    Outbox::add(tx, &Envelope::new(tenant_id, &event)).await?;
+    Ok(true)
+}
+
+/// An accepted offer's owner made no first contact by its deadline: the breach is
+/// marked once (guarded, so two router processes record it once), written to the
+/// lead's history and announced as `sla.first_contact_breached`. False when it was
+/// already marked.
+pub async fn breach_first_contact(
+    tx: &mut Tx,
+    tenant_id: &str,
+    assignment_id: &str,
+    lead_id: &str,
+    staff_id: &str,
+    due_at_ms: i64,
+) -> Result<bool, LifecycleError> {
+    let now = now_ms();
+    let marked = sqlx::query(
+        "UPDATE assignments SET first_contact_breached_at = $1
+         WHERE tenant_id = $2 AND id = $3 AND first_contact_breached_at IS NULL",
+    )
+    .bind(now)
+    .bind(tenant_id)
+    .bind(assignment_id)
+    .execute(&mut **tx)
+    .await?;
+    if marked.rows_affected() == 0 {
+        return Ok(false);
+    }
+    history::record(
+        tx,
+        tenant_id,
+        lead_id,
+        "first_contact_breached",
+        "router",
+        json!({"assignment_id": assignment_id, "staff_id": staff_id, "due_at": crate::clock::rfc3339(due_at_ms)}),
+    )
+    .await?;
+    let event = FirstContactBreached {
+        assignment_id: assignment_id.to_string(),
+        lead_id: lead_id.to_string(),
+        staff_id: staff_id.to_string(),
+        due_at_ms,
     };
     Outbox::add(tx, &Envelope::new(tenant_id, &event)).await?;
     Ok(true)

@@ -8,6 +8,10 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod external_contact;
+
+pub use external_contact::{Customer, ExternalContact, FollowUser};
+
 use crate::cache::Cache;
 use crate::clock::now_ms;
 use crate::store::Store;
@@ -79,6 +83,26 @@ pub async fn save_settings(store: &Store, s: &WecomSettings) -> sqlx::Result<()>
     .execute(store.pool())
     .await?;
     Ok(())
+}
+
+/// WeCom answered, and the answer was not a success (an `errcode`, a 4xx, or a body
+/// that is not WeCom's): trying again soon will not change it.
+#[derive(Debug, thiserror::Error)]
+#[error("WeCom {path} failed: {code} {message}")]
+pub struct WecomRefused {
+    pub path: String,
+    pub code: i64,
+    pub message: String,
+}
+
+impl WecomRefused {
+    fn new(path: &str, code: i64, message: &str) -> Self {
+        WecomRefused {
+            path: path.to_string(),
+            code,
+            message: message.chars().take(200).collect(),
+        }
+    }
 }
 
 /// WeCom answers these when the access token is invalid or has expired.
@@ -158,7 +182,7 @@ impl WecomClient {
                 cache.set(&key, &token, Some(Duration::from_secs(ttl))).await?;
                 Ok(token)
             }
-            (code, _) => bail!("WeCom gettoken failed: {code} {}", answer.errmsg.unwrap_or_default()),
+            (code, _) => Err(WecomRefused::new("/cgi-bin/gettoken", code, &answer.errmsg.unwrap_or_default()).into()),
         }
     }
 
@@ -171,23 +195,45 @@ impl WecomClient {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
+        self.call(cache, s, path, &[], Some(body)).await
+    }
+
+    /// Calls a WeCom API (GET without a body, POST with one) with the access token;
+    /// on a token error, refreshes the token and tries once more. An answer WeCom
+    /// gave but that is not a success is a [`WecomRefused`]; any other error (no
+    /// connection, a timeout, a 5xx) may pass.
+    async fn call(
+        &self,
+        cache: &dyn Cache,
+        s: &WecomSettings,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
         check_api_base(s.base(), &self.allowed_hosts).map_err(|e| anyhow!("WeCom api_base refused: {e}"))?;
         let mut fresh = false;
         loop {
             let token = self.access_token(cache, s, fresh).await?;
-            let answer: serde_json::Value = self
-                .http
-                .post(format!("{}{}", s.base(), path))
+            let url = format!("{}{}", s.base(), path);
+            let request = match body {
+                Some(body) => self.http.post(url).json(body),
+                None => self.http.get(url),
+            };
+            let response = request
                 .query(&[("access_token", token.as_str())])
-                .json(body)
+                .query(query)
                 .send()
                 .await
                 .map_err(reqwest::Error::without_url)
-                .with_context(|| format!("calling WeCom {path}"))?
-                .json()
-                .await
-                .map_err(reqwest::Error::without_url)
-                .with_context(|| format!("reading WeCom {path}"))?;
+                .with_context(|| format!("calling WeCom {path}"))?;
+            let status = response.status();
+            if status.is_server_error() {
+                bail!("WeCom {path} answered HTTP {status}");
+            }
+            let answer: serde_json::Value = match response.json().await {
+                Ok(answer) if status.is_success() => answer,
+                _ => return Err(WecomRefused::new(path, i64::from(status.as_u16()), "not a WeCom answer").into()),
+            };
             let code = answer["errcode"].as_i64().unwrap_or(0);
             if code == 0 {
                 return Ok(answer);
@@ -197,11 +243,29 @@ impl WecomClient {
                 fresh = true;
                 continue;
             }
-            return Err(anyhow!(
-                "WeCom {path} failed: {code} {}",
-                answer["errmsg"].as_str().unwrap_or("")
-            ));
+            return Err(WecomRefused::new(path, code, answer["errmsg"].as_str().unwrap_or("")).into());
         }
+    }
+
+    /// `externalcontact/get`: what WeCom knows of a customer, and what the member who
+    /// added them noted.
+    pub async fn external_contact(
+        &self,
+        cache: &dyn Cache,
+        s: &WecomSettings,
+        external_userid: &str,
+    ) -> anyhow::Result<ExternalContact> {
+        let answer = self
+            .call(
+                cache,
+                s,
+                "/cgi-bin/externalcontact/get",
+                &[("external_userid", external_userid)],
+                None,
+            )
+            .await?;
+        serde_json::from_value(answer)
+            .map_err(|e| WecomRefused::new("/cgi-bin/externalcontact/get", 0, &e.to_string()).into())
     }
 
     /// `message/send`: a text message from the tenant's app (`agent_id`) to one member.

@@ -1,5 +1,5 @@
-//! `Idempotency-Key` on create endpoints (forms, API keys, webhook sources and
-//! subscriptions). The first request with a key claims it, runs, and stores its
+//! `Idempotency-Key` on create endpoints (every `POST` that makes an object; a
+//! capture keeps its own key on the capture row). The first request with a key claims it, runs, and stores its
 //! answer; a retry with the same key and the same body gets that answer again
 //! (`Idempotent-Replayed: true`) and creates nothing; the same key with another body
 //! is refused (422), and one still being handled is a conflict (409). A secret shown

@@ -136,7 +136,27 @@ pub async fn load(infra: &Infra, tenant_id: &str, id: &str) -> ApiResult<CodeRow
     .ok_or_else(|| ApiError::not_found("live code"))
 }
 
-pub async fn create(infra: web::Data<Infra>, caller: Caller, body: Json<CodeInput>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<CodeInput>,
+) -> ApiResult<HttpResponse> {
+    let (tenant, input) = (caller.tenant_id.clone(), body.0);
+    let data = infra.clone();
+    huoke_shared::idempotency::once(
+        &data,
+        &req,
+        &tenant,
+        "live_codes.create",
+        &input.clone(),
+        &[],
+        move || create_code(infra, caller, Json(input)),
+    )
+    .await
+}
+
+async fn create_code(infra: web::Data<Infra>, caller: Caller, body: Json<CodeInput>) -> ApiResult<HttpResponse> {
     caller.require_any(WRITERS)?;
     let config = CodeConfig::merged(None, body.0);
     let errors = check_references(&infra, &caller.tenant_id, &config).await?;

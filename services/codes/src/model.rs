@@ -89,7 +89,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 }
 
 /// The create body; `PATCH` takes the same fields, all optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct CodeInput {
     pub name: Option<String>,
     pub kind: Option<Kind>,

@@ -8,7 +8,7 @@ use huoke_shared::clock::{new_id, now_ms, rfc3339};
 use huoke_shared::error::FieldError;
 use huoke_shared::http::Json;
 use huoke_shared::{ApiError, ApiResult, Infra};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 const MARKETING: &[Role] = &[Role::Marketer, Role::Manager];
@@ -22,12 +22,32 @@ fn unique(e: sqlx::Error, what: &str) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct NewCampaign {
     name: String,
 }
 
 pub async fn create_campaign(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<NewCampaign>,
+) -> ApiResult<HttpResponse> {
+    let (tenant, input) = (caller.tenant_id.clone(), body.0);
+    let data = infra.clone();
+    huoke_shared::idempotency::once(
+        &data,
+        &req,
+        &tenant,
+        "campaigns.create",
+        &input.clone(),
+        &[],
+        move || create_campaign_once(infra, caller, Json(input)),
+    )
+    .await
+}
+
+async fn create_campaign_once(
     infra: web::Data<Infra>,
     caller: Caller,
     body: Json<NewCampaign>,
@@ -65,7 +85,7 @@ pub async fn list_campaigns(infra: web::Data<Infra>, caller: Caller) -> ApiResul
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": null})))
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct NewChannel {
     name: String,
     kind: String,
@@ -73,6 +93,26 @@ pub struct NewChannel {
 }
 
 pub async fn create_channel(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<NewChannel>,
+) -> ApiResult<HttpResponse> {
+    let (tenant, input) = (caller.tenant_id.clone(), body.0);
+    let data = infra.clone();
+    huoke_shared::idempotency::once(
+        &data,
+        &req,
+        &tenant,
+        "channels.create",
+        &input.clone(),
+        &[],
+        move || create_channel_once(infra, caller, Json(input)),
+    )
+    .await
+}
+
+async fn create_channel_once(
     infra: web::Data<Infra>,
     caller: Caller,
     body: Json<NewChannel>,

@@ -7,10 +7,10 @@ use huoke_shared::paging::{PageQuery, Paged};
 use huoke_shared::repo::{staff, tenants};
 use huoke_shared::schedule::Schedule;
 use huoke_shared::{ApiError, ApiResult, Infra};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct NewStaffRequest {
     name: String,
     email: String,
@@ -24,10 +24,26 @@ pub struct NewStaffRequest {
     /// routing offers leads only inside them.
     working_hours: Option<serde_json::Value>,
     /// Optional: staff without a password cannot sign in (e.g. card-only employees).
+    /// Not part of the idempotency hash: a stored hash of it could be guessed offline.
+    #[serde(skip_serializing)]
     password: Option<String>,
 }
 
 pub async fn create_staff(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<NewStaffRequest>,
+) -> ApiResult<HttpResponse> {
+    let (tenant, input) = (caller.tenant_id.clone(), body.0);
+    let data = infra.clone();
+    huoke_shared::idempotency::once(&data, &req, &tenant, "staff.create", &input.clone(), &[], move || {
+        create_staff_once(infra, caller, Json(input))
+    })
+    .await
+}
+
+async fn create_staff_once(
     infra: web::Data<Infra>,
     caller: Caller,
     body: Json<NewStaffRequest>,

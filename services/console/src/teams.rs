@@ -6,7 +6,7 @@ use huoke_shared::repo::staff;
 use huoke_shared::{ApiError, ApiResult, Infra};
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct NewTeam {
     name: String,
     manager_id: Option<String>,
@@ -31,7 +31,21 @@ pub async fn exists(infra: &Infra, tenant_id: &str, team_id: &str) -> sqlx::Resu
     Ok(n > 0)
 }
 
-pub async fn create_team(infra: web::Data<Infra>, caller: Caller, body: Json<NewTeam>) -> ApiResult<HttpResponse> {
+pub async fn create_team(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    body: Json<NewTeam>,
+) -> ApiResult<HttpResponse> {
+    let (tenant, input) = (caller.tenant_id.clone(), body.0);
+    let data = infra.clone();
+    huoke_shared::idempotency::once(&data, &req, &tenant, "teams.create", &input.clone(), &[], move || {
+        create_team_once(infra, caller, Json(input))
+    })
+    .await
+}
+
+async fn create_team_once(infra: web::Data<Infra>, caller: Caller, body: Json<NewTeam>) -> ApiResult<HttpResponse> {
     caller.require_any(&[Role::Admin, Role::Manager])?;
     let req = body.0;
     let name = req.name.trim().to_string();

@@ -10,7 +10,7 @@ use huoke_shared::http::Json;
 use huoke_shared::lifecycle::{self, LifecycleError, SalesStep};
 use huoke_shared::store::Tx;
 use huoke_shared::{ApiError, ApiResult, Infra};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::settings;
@@ -45,7 +45,7 @@ async fn owner_for_work(tx: &mut Tx, caller: &Caller, lead_id: &str) -> ApiResul
     Ok(owner)
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewActivity {
     kind: String,
@@ -57,6 +57,23 @@ pub struct NewActivity {
 /// `POST /v1/leads/{id}/activities`: a call, WeChat message, e-mail or note. The
 /// first marks the lead's first contact.
 pub async fn add_activity(
+    infra: web::Data<Infra>,
+    caller: Caller,
+    req: actix_web::HttpRequest,
+    id: web::Path<String>,
+    body: Json<NewActivity>,
+) -> ApiResult<HttpResponse> {
+    let (tenant, input, id) = (caller.tenant_id.clone(), body.0, id.into_inner());
+    // The lead is part of the request: the same key on another lead is refused.
+    let data = infra.clone();
+    let request = (id.clone(), input.clone());
+    huoke_shared::idempotency::once(&data, &req, &tenant, "activities.create", &request, &[], move || {
+        add_activity_once(infra, caller, web::Path::from(id), Json(input))
+    })
+    .await
+}
+
+async fn add_activity_once(
     infra: web::Data<Infra>,
     caller: Caller,
     id: web::Path<String>,

@@ -15,6 +15,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::auth::Caller;
 use crate::clock::now_ms;
 use crate::{ApiError, ApiResult, Infra};
 
@@ -34,6 +35,28 @@ pub fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
         return Err(ApiError::invalid("Idempotency-Key", "at most 200 characters"));
     }
     Ok(key)
+}
+
+/// [`once`] for the usual create handler, `create(infra, caller, body)`, with no
+/// secret in its answer: the handler's wrapper is one call.
+pub async fn keyed<T, F, Fut>(
+    infra: actix_web::web::Data<Infra>,
+    caller: Caller,
+    req: HttpRequest,
+    body: crate::http::Json<T>,
+    route: &'static str,
+    create: F,
+) -> ApiResult<HttpResponse>
+where
+    T: Serialize + Clone,
+    F: FnOnce(actix_web::web::Data<Infra>, Caller, crate::http::Json<T>) -> Fut,
+    Fut: Future<Output = ApiResult<HttpResponse>>,
+{
+    let (tenant, input, data) = (caller.tenant_id.clone(), body.0, infra.clone());
+    once(&data, &req, &tenant, route, &input.clone(), &[], move || {
+        create(infra, caller, crate::http::Json(input))
+    })
+    .await
 }
 
 /// Runs `create` once per key (see the module). `secret_fields` are removed from the

@@ -142,18 +142,7 @@ pub async fn create(
     req: actix_web::HttpRequest,
     body: Json<CodeInput>,
 ) -> ApiResult<HttpResponse> {
-    let (tenant, input) = (caller.tenant_id.clone(), body.0);
-    let data = infra.clone();
-    huoke_shared::idempotency::once(
-        &data,
-        &req,
-        &tenant,
-        "live_codes.create",
-        &input.clone(),
-        &[],
-        move || create_code(infra, caller, Json(input)),
-    )
-    .await
+    huoke_shared::idempotency::keyed(infra, caller, req, body, "live_codes.create", create_code).await
 }
 
 async fn create_code(infra: web::Data<Infra>, caller: Caller, body: Json<CodeInput>) -> ApiResult<HttpResponse> {

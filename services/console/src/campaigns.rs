@@ -33,18 +33,7 @@ pub async fn create_campaign(
     req: actix_web::HttpRequest,
     body: Json<NewCampaign>,
 ) -> ApiResult<HttpResponse> {
-    let (tenant, input) = (caller.tenant_id.clone(), body.0);
-    let data = infra.clone();
-    huoke_shared::idempotency::once(
-        &data,
-        &req,
-        &tenant,
-        "campaigns.create",
-        &input.clone(),
-        &[],
-        move || create_campaign_once(infra, caller, Json(input)),
-    )
-    .await
+    huoke_shared::idempotency::keyed(infra, caller, req, body, "campaigns.create", create_campaign_once).await
 }
 
 async fn create_campaign_once(
@@ -98,18 +87,7 @@ pub async fn create_channel(
     req: actix_web::HttpRequest,
     body: Json<NewChannel>,
 ) -> ApiResult<HttpResponse> {
-    let (tenant, input) = (caller.tenant_id.clone(), body.0);
-    let data = infra.clone();
-    huoke_shared::idempotency::once(
-        &data,
-        &req,
-        &tenant,
-        "channels.create",
-        &input.clone(),
-        &[],
-        move || create_channel_once(infra, caller, Json(input)),
-    )
-    .await
+    huoke_shared::idempotency::keyed(infra, caller, req, body, "channels.create", create_channel_once).await
 }
 
 async fn create_channel_once(

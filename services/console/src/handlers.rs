@@ -35,12 +35,7 @@ pub async fn create_staff(
     req: actix_web::HttpRequest,
     body: Json<NewStaffRequest>,
 ) -> ApiResult<HttpResponse> {
-    let (tenant, input) = (caller.tenant_id.clone(), body.0);
-    let data = infra.clone();
-    huoke_shared::idempotency::once(&data, &req, &tenant, "staff.create", &input.clone(), &[], move || {
-        create_staff_once(infra, caller, Json(input))
-    })
-    .await
+    huoke_shared::idempotency::keyed(infra, caller, req, body, "staff.create", create_staff_once).await
 }
 
 async fn create_staff_once(

@@ -37,12 +37,7 @@ pub async fn create_team(
     req: actix_web::HttpRequest,
     body: Json<NewTeam>,
 ) -> ApiResult<HttpResponse> {
-    let (tenant, input) = (caller.tenant_id.clone(), body.0);
-    let data = infra.clone();
-    huoke_shared::idempotency::once(&data, &req, &tenant, "teams.create", &input.clone(), &[], move || {
-        create_team_once(infra, caller, Json(input))
-    })
-    .await
+    huoke_shared::idempotency::keyed(infra, caller, req, body, "teams.create", create_team_once).await
 }
 
 async fn create_team_once(infra: web::Data<Infra>, caller: Caller, body: Json<NewTeam>) -> ApiResult<HttpResponse> {

@@ -7,7 +7,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use huoke_shared::config::Settings;
-use huoke_shared::http::{error_configs, not_found, ops_routes};
+use huoke_shared::http::{ApiBase, error_configs, not_found, ops_routes};
 use huoke_shared::messages::TOPOLOGY;
 use huoke_shared::store::OutboxRelay;
 use huoke_shared::telemetry::{http_metrics, init_metrics};
@@ -108,10 +108,19 @@ impl Application {
         let port = listener.local_addr()?.port();
         let data = web::Data::new(infra.clone());
         let needs = web::Data::new(needs);
+        let own_host = match listen.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        let api_base =
+            web::Data::new(ApiBase(infra.settings.api_url.clone().unwrap_or_else(|| {
+                format!("http://{}", std::net::SocketAddr::new(own_host, port))
+            })));
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(data.clone())
                 .app_data(needs.clone())
+                .app_data(api_base.clone())
                 .wrap(from_fn(http_metrics))
                 .configure(error_configs)
                 .configure(ops_routes)

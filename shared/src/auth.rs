@@ -251,13 +251,29 @@ fn no_infra() -> ApiError {
     ApiError::Internal(anyhow::anyhow!("Infra missing from app data"))
 }
 
+/// The web console's sign-in cookie: the same access token, kept `HttpOnly`.
+pub const SESSION_COOKIE: &str = "huoke_session";
+
 fn claims_of(req: &HttpRequest) -> Result<Claims, ApiError> {
     let infra = req.app_data::<web::Data<Infra>>().ok_or_else(no_infra)?;
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
+        .and_then(|v| v.to_str().ok());
+    // The console's pages read the API from the browser (the inbox stream, QR
+    // previews) with their cookie. Only for reads: a cookie rides along on requests
+    // other sites make, so it never authorises a change (no CSRF through the API).
+    let safe = matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    );
+    if header.is_none()
+        && safe
+        && let Some(cookie) = req.cookie(SESSION_COOKIE)
+    {
+        return infra.jwt.verify(cookie.value());
+    }
+    let header = header.ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))

@@ -53,6 +53,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Base URL the outside world reaches us at; used in QR codes and links.
     pub public_url: Option<String>,
+    /// Where the web console reaches the API (`HUOKE_API_URL`); by default this
+    /// process's own listening address.
+    pub api_url: Option<String>,
     pub data_dir: PathBuf,
     /// Prefix for queue/exchange names and cache keys, so several installs (or tests)
     /// can share one broker and one Redis.
@@ -200,6 +203,9 @@ impl Settings {
             jwt,
             listen,
             public_url,
+            api_url: get("HUOKE_API_URL")
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty()),
             data_dir: get("HUOKE_DATA_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".huoke")),

@@ -19,6 +19,11 @@ use crate::service::Needs;
 /// sees the answer instead of a reset connection; larger ones are cut off at once.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Where this process's own HTTP API answers (`HUOKE_API_URL`, else the address it
+/// listens on): the web console reads and writes through the API like any client.
+#[derive(Debug, Clone)]
+pub struct ApiBase(pub String);
+
 /// A JSON request body. Refuses the wrong content type (415), oversize bodies
 /// (413), malformed JSON (400) and JSON of the wrong shape (422, naming the field).
 pub struct Json<T>(pub T);

@@ -16,6 +16,7 @@ mod cli;
 mod codes;
 mod codes_qr;
 mod codes_wecom;
+mod console_browser;
 mod durability;
 mod forms;
 mod idempotent_creates;

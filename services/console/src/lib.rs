@@ -2,6 +2,7 @@
 //! and the landing page of the web console.
 
 mod api_keys;
+mod app;
 mod campaigns;
 mod dead_letters;
 mod handlers;
@@ -21,6 +22,7 @@ pub fn service() -> ServiceDef {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
+    app::routes(cfg);
     cfg.route("/", web::get().to(handlers::landing))
         .route("/v1/auth/token", web::post().to(signin::issue_token))
         .route("/v1/auth/refresh", web::post().to(refresh::refresh))

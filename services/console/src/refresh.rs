@@ -62,6 +62,11 @@ fn refused() -> ApiError {
 
 /// `POST /v1/auth/refresh {refresh_token}` → a new access token and refresh token.
 pub async fn refresh(infra: web::Data<Infra>, body: Json<RefreshRequest>) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(rotate(&infra, &body.0.refresh_token).await?))
+}
+
+/// Spends a refresh token (once) for a new token pair.
+pub async fn rotate(infra: &Infra, refresh_token: &str) -> ApiResult<Value> {
     let now = now_ms() / 1000;
     // Claimed in one guarded update: of two concurrent uses only one wins.
     let claimed: Option<(String, String, i64)> = sqlx::query_as(
@@ -70,7 +75,7 @@ pub async fn refresh(infra: web::Data<Infra>, body: Json<RefreshRequest>) -> Api
          RETURNING tenant_id, staff_id, created_at",
     )
     .bind(now)
-    .bind(hash(body.0.refresh_token.trim()))
+    .bind(hash(refresh_token.trim()))
     .fetch_optional(infra.store.pool())
     .await?;
     let (tenant_id, staff_id, created_at) = claimed.ok_or_else(refused)?;
@@ -81,5 +86,5 @@ pub async fn refresh(infra: web::Data<Infra>, body: Json<RefreshRequest>) -> Api
     let member = staff::by_id(&infra.store, &tenant_id, &staff_id)
         .await?
         .ok_or_else(refused)?;
-    Ok(HttpResponse::Ok().json(token_pair(&infra, &tenant_id, &member).await?))
+    token_pair(infra, &tenant_id, &member).await
 }

@@ -27,9 +27,9 @@ static HASHING: Semaphore = Semaphore::const_new(HASHING_AT_ONCE);
 
 #[derive(Deserialize)]
 pub struct TokenRequest {
-    tenant: String,
-    email: String,
-    password: String,
+    pub tenant: String,
+    pub email: String,
+    pub password: String,
 }
 
 /// One answer for every failed sign-in, so the endpoint does not reveal which
@@ -49,7 +49,11 @@ pub async fn issue_token(
     infra: web::Data<Infra>,
     body: Json<TokenRequest>,
 ) -> ApiResult<HttpResponse> {
-    let r = body.0;
+    Ok(HttpResponse::Ok().json(sign_in(&req, &infra, body.0).await?))
+}
+
+/// Checks a password sign-in (limits, constant-time failure) and answers a token pair.
+pub async fn sign_in(req: &HttpRequest, infra: &Infra, r: TokenRequest) -> ApiResult<serde_json::Value> {
     let s = &infra.settings;
     let per_address = Limit {
         requests: s.login_attempts_per_ip,
@@ -60,7 +64,7 @@ pub async fn issue_token(
         per: s.login_window,
     };
     let account = format!("{}:{}", r.tenant.trim().to_lowercase(), r.email.trim().to_lowercase());
-    ratelimit::check(&*infra.cache, "login-ip", &client_ip(&req), per_address).await?;
+    ratelimit::check(&*infra.cache, "login-ip", &client_ip(req), per_address).await?;
     ratelimit::check(&*infra.cache, "login-account", &account, per_account).await?;
 
     let tenant = tenants::by_slug(&infra.store, r.tenant.trim()).await?;
@@ -76,7 +80,7 @@ pub async fn issue_token(
     let (Some(tenant), Some(member), true, true) = (tenant, member, known, checked) else {
         return Err(bad_credentials());
     };
-    Ok(HttpResponse::Ok().json(crate::refresh::token_pair(&infra, &tenant.id, &member).await?))
+    crate::refresh::token_pair(infra, &tenant.id, &member).await
 }
 
 /// Checks a password on the blocking pool, a bounded number at a time.

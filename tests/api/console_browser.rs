@@ -209,6 +209,36 @@ async fn a_card_lead_reaches_the_live_inbox_in_a_browser(backend: Backend) {
     let errors = console_errors(&driver, &marketer).await;
     assert!(errors.is_empty(), "console errors on the console pages: {errors:?}");
 
+    // Every section of the navigation opens, in both languages, without an error.
+    let mut sections = Vec::new();
+    for link in marketer.find_all(Locator::Css("header.top nav a")).await.unwrap() {
+        sections.push(link.attr("href").await.unwrap().unwrap());
+    }
+    assert!(sections.len() >= 16, "an admin sees every section: {sections:?}");
+    for lang in ["zh", "en"] {
+        marketer
+            .goto(&app.url(&format!("/app/lang/{lang}?next=/app/codes")))
+            .await
+            .unwrap();
+        for href in &sections {
+            marketer.goto(&app.url(href)).await.unwrap();
+            let heading = marketer
+                .find(Locator::Css("main h1"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let problems = marketer.find_all(Locator::Css("main .problem")).await.unwrap();
+            assert!(
+                problems.is_empty() && !heading.is_empty(),
+                "{href} ({lang}) shows an error: {heading}"
+            );
+            let errors = console_errors(&driver, &marketer).await;
+            assert!(errors.is_empty(), "console errors on {href} ({lang}): {errors:?}");
+        }
+    }
+
     // A prospect scans it on a phone and leaves their details on sdr1's card. (The
     // test server listens on port 0, which is what its public URL names: the path
     // is what counts.)
@@ -281,6 +311,19 @@ async fn a_card_lead_reaches_the_live_inbox_in_a_browser(backend: Backend) {
         .expect("the offer accepted");
     let errors = console_errors(&driver, &sdr).await;
     assert!(errors.is_empty(), "console errors on the inbox: {errors:?}");
+
+    // sdr1 opens the lead and logs the first call.
+    click(&sdr, Locator::XPath("//a[contains(., '王小明')]")).await;
+    fill(&sdr, Locator::Css("textarea[name=body]"), "打过电话，约了下周演示").await;
+    click(&sdr, Locator::Css("form[action$='/activities'] button")).await;
+    sdr.wait()
+        .for_element(Locator::XPath(
+            "//ol[@class='history']/li[contains(., 'activity') or contains(., 'first_contact')]",
+        ))
+        .await
+        .expect("the activity in the lead's history");
+    let errors = console_errors(&driver, &sdr).await;
+    assert!(errors.is_empty(), "console errors on the lead page: {errors:?}");
 
     marketer.close().await.unwrap();
     sdr.close().await.unwrap();

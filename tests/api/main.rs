@@ -17,6 +17,7 @@ mod codes;
 mod codes_qr;
 mod codes_wecom;
 mod console_browser;
+mod console_pages;
 mod durability;
 mod forms;
 mod idempotent_creates;

@@ -19,6 +19,35 @@ pub struct CodeLine {
     pub members: usize,
 }
 
+#[derive(serde::Deserialize)]
+pub struct SwitchForm {
+    csrf: String,
+    /// `on` or `off`.
+    to: String,
+}
+
+/// `POST /app/codes/{id}/switch`: takes a code offline or puts it back online.
+pub async fn switch(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    id: web::Path<String>,
+    form: web::Form<SwitchForm>,
+) -> HttpResponse {
+    let session = signed_in!(req, infra);
+    if !session::form_is_ours(&req, &infra, &form.csrf) {
+        return forged();
+    }
+    let body = json!({"active": form.to == "on"});
+    let api = Api::of(&req, &session);
+    match api
+        .send(reqwest::Method::PATCH, &format!("/v1/live-codes/{id}"), Some(&body))
+        .await
+    {
+        Ok(_) => session.finish(see_other("/app/codes")),
+        Err(refusal) => refused(&req, &session, &refusal),
+    }
+}
+
 pub struct Person {
     pub id: String,
     pub name: String,
@@ -72,7 +101,7 @@ async fn page(req: &HttpRequest, session: &session::Session, notice: Option<Stri
 pub async fn create(req: HttpRequest, infra: web::Data<Infra>, body: web::Bytes) -> HttpResponse {
     let session = signed_in!(req, infra);
     // Repeated `member` fields: read the pairs, not a struct.
-    let pairs: Vec<(String, String)> = form_pairs(&body);
+    let pairs: Vec<(String, String)> = super::form_data::pairs(&body);
     let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
     if !session::form_is_ours(&req, &infra, &value("csrf").unwrap_or_default()) {
         return forged();
@@ -86,7 +115,18 @@ pub async fn create(req: HttpRequest, infra: web::Data<Infra>, body: web::Bytes)
             None => json!({"staff_id": id}),
         })
         .collect();
-    let body = json!({"name": value("name").unwrap_or_default(), "members": members});
+    let mut body = json!({"name": value("name").unwrap_or_default(), "members": members});
+    // Weekly hours and dates off, as the API takes them (optional).
+    if let Some(schedule) = value("schedule").filter(|s| !s.is_empty()) {
+        match serde_json::from_str::<Value>(&schedule) {
+            Ok(parsed) => body["schedule"] = parsed,
+            Err(e) => {
+                let mut response = page(&req, &session, Some(format!("schedule: {e}"))).await;
+                *response.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+                return response;
+            }
+        }
+    }
     let api = Api::of(&req, &session);
     match api.post("/v1/live-codes", &body).await {
         Ok(_) => session.finish(see_other("/app/codes")),
@@ -96,50 +136,5 @@ pub async fn create(req: HttpRequest, infra: web::Data<Infra>, body: web::Bytes)
             response
         }
         Err(refusal) => refused(&req, &session, &refusal),
-    }
-}
-
-/// `application/x-www-form-urlencoded` as ordered pairs (names may repeat).
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    let decode = |s: &str| -> String {
-        let bytes = s.replace('+', " ").into_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16)
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_fields_and_escapes_are_read() {
-        let pairs = form_pairs(b"name=%E5%B1%95%E4%BC%9A+A&member=s1&member=s2&bad=%zz&end=%4");
-        assert_eq!(pairs[0], ("name".into(), "展会 A".into()));
-        assert_eq!(pairs[1].1, "s1");
-        assert_eq!(pairs[2].1, "s2");
-        assert_eq!(pairs[3].1, "%zz");
-        assert_eq!(pairs[4].1, "%4");
     }
 }

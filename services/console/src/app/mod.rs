@@ -7,8 +7,11 @@
 
 mod api;
 mod codes;
+mod form_data;
+mod funnel;
 mod i18n;
 mod pages;
+mod sections;
 pub(crate) mod session;
 mod tables;
 
@@ -51,6 +54,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/pool/{id}/claim", web::post().to(pages::claim))
         .route("/app/codes", web::get().to(codes::list))
         .route("/app/codes", web::post().to(codes::create))
+        .route("/app/codes/{id}/switch", web::post().to(codes::switch))
+        .route("/app/reports/funnel", web::get().to(funnel::show))
+        .route("/app/{page:.*}/create/{n}", web::post().to(tables::create))
+        .route("/app/{page:.*}/rows/{n}/{action}/{id}", web::post().to(tables::act))
+        .route("/app/{page:.*}/document", web::post().to(tables::save_document))
         .route("/app/{page:.*}", web::get().to(tables::show));
 }
 

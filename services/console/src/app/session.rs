@@ -20,6 +20,7 @@ pub const CSRF_COOKIE: &str = "huoke_csrf";
 
 /// The signed-in person, and the cookies the answer must set.
 pub struct Session {
+    pub staff_id: String,
     pub roles: Vec<Role>,
     /// The access token, for calling the API on the person's behalf.
     pub token: String,
@@ -179,6 +180,7 @@ pub async fn session(req: &HttpRequest, infra: &Infra) -> Result<Session, HttpRe
         return Err(redirect);
     };
     Ok(Session {
+        staff_id: claims.sub,
         roles: claims.roles,
         token,
         csrf,

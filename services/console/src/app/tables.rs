@@ -1,222 +1,60 @@
-//! The pages that show a list or a configuration from the API as it is: each is a
-//! declaration — where to read, which list, which columns — rendered by one
-//! template. Configuration documents (routing rules, SLA policies, WeCom settings)
-//! show as formatted JSON.
+//! The declarative pages ([`super::sections`]): lists with their create forms and
+//! row actions, and configuration documents edited as JSON (with a trial run where
+//! the API has one). One template renders them all.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use huoke_shared::Infra;
-use huoke_shared::auth::Role;
+use reqwest::Method;
 use serde_json::Value;
 
-use super::api::Api;
-use super::pages::{list_of, refused, signed_in, text};
+use super::api::{Api, Refusal};
+use super::form_data;
+use super::pages::{forged, list_of, refused, signed_in, text};
+use super::sections::{Document, Field, Kind, Listing, PAGES, PageDef};
+use super::session::{self, Session};
 use super::{Chrome, SECTIONS, chrome, render};
 
-/// One list on a page: the API to read, the array in its answer, the columns
-/// (label key, field).
-struct Listing {
-    api: &'static str,
-    list: &'static str,
-    columns: &'static [(&'static str, &'static str)],
+pub struct FormField {
+    pub name: &'static str,
+    pub label: &'static str,
+    /// `text`, `email`, `password`, `number`, `list`, `choice` or `json`.
+    pub kind: &'static str,
+    pub options: &'static [&'static str],
+    pub required: bool,
 }
 
-struct PageDef {
-    path: &'static str,
-    listings: &'static [Listing],
+pub struct RowView {
+    pub id: String,
+    pub cells: Vec<String>,
 }
-
-const PEOPLE: &[(&str, &str)] = &[
-    ("col.name", "name"),
-    ("col.email", "email"),
-    ("col.roles", "roles"),
-    ("col.capacity", "capacity"),
-    ("col.daily_cap", "daily_cap"),
-    ("col.active", "active"),
-];
-
-const PAGES: &[PageDef] = &[
-    PageDef {
-        path: "/app/campaigns",
-        listings: &[
-            Listing {
-                api: "/v1/campaigns",
-                list: "items",
-                columns: &[("col.name", "name"), ("col.created_at", "created_at")],
-            },
-            Listing {
-                api: "/v1/channels",
-                list: "items",
-                columns: &[
-                    ("col.name", "name"),
-                    ("col.kind", "kind"),
-                    ("col.created_at", "created_at"),
-                ],
-            },
-        ],
-    },
-    PageDef {
-        path: "/app/cards",
-        listings: &[Listing {
-            api: "/v1/staff",
-            list: "items",
-            columns: &[("col.name", "name"), ("col.email", "email"), ("col.title", "title")],
-        }],
-    },
-    PageDef {
-        path: "/app/forms",
-        listings: &[Listing {
-            api: "/v1/forms",
-            list: "items",
-            columns: &[
-                ("col.name", "name"),
-                ("col.channel", "channel"),
-                ("col.url", "url"),
-                ("col.created_at", "created_at"),
-            ],
-        }],
-    },
-    PageDef {
-        path: "/app/webhook-sources",
-        listings: &[Listing {
-            api: "/v1/webhook-sources",
-            list: "items",
-            columns: &[
-                ("col.name", "name"),
-                ("col.channel", "channel"),
-                ("col.url", "url"),
-                ("col.created_at", "created_at"),
-            ],
-        }],
-    },
-    PageDef {
-        path: "/app/reports/funnel",
-        listings: &[Listing {
-            api: "/v1/reports/funnel?by=channel",
-            list: "rows",
-            columns: &[
-                ("col.channel", "key"),
-                ("col.scans", "scans"),
-                ("col.captures", "captures"),
-                ("col.leads", "leads"),
-                ("col.mql", "mql"),
-                ("col.sql", "sql"),
-                ("col.sal", "sal"),
-                ("col.won", "won"),
-            ],
-        }],
-    },
-    PageDef {
-        path: "/app/teams",
-        listings: &[
-            Listing {
-                api: "/v1/teams",
-                list: "items",
-                columns: &[
-                    ("col.name", "name"),
-                    ("col.manager", "manager_id"),
-                    ("col.members", "members"),
-                ],
-            },
-            Listing {
-                api: "/v1/staff",
-                list: "items",
-                columns: PEOPLE,
-            },
-        ],
-    },
-    PageDef {
-        path: "/app/routing",
-        listings: &[Listing {
-            api: "/v1/routing/rules",
-            list: "",
-            columns: &[],
-        }],
-    },
-    PageDef {
-        path: "/app/sla",
-        listings: &[Listing {
-            api: "/v1/sla/policies",
-            list: "",
-            columns: &[],
-        }],
-    },
-    PageDef {
-        path: "/app/reports/sla",
-        listings: &[Listing {
-            api: "/v1/reports/sla",
-            list: "sdrs",
-            columns: &[
-                ("col.name", "name"),
-                ("col.team", "team"),
-                ("col.offers", "offers"),
-                ("col.accepted", "accepted"),
-                ("col.rejected", "rejected"),
-                ("col.breached", "breached"),
-                ("col.accept_median_s", "accept_median_s"),
-                ("col.first_contact_median_s", "first_contact_median_s"),
-            ],
-        }],
-    },
-    PageDef {
-        path: "/app/dead-letters",
-        listings: &[Listing {
-            api: "/v1/admin/dead-letters",
-            list: "items",
-            columns: &[
-                ("col.queue", "queue"),
-                ("col.type", "type"),
-                ("col.reason", "reason"),
-                ("col.attempts", "attempts"),
-                ("col.dead_at", "dead_at"),
-            ],
-        }],
-    },
-    PageDef {
-        path: "/app/staff",
-        listings: &[Listing {
-            api: "/v1/staff",
-            list: "items",
-            columns: PEOPLE,
-        }],
-    },
-    PageDef {
-        path: "/app/api-keys",
-        listings: &[Listing {
-            api: "/v1/api-keys",
-            list: "items",
-            columns: &[
-                ("col.name", "name"),
-                ("col.prefix", "prefix"),
-                ("col.scopes", "scopes"),
-                ("col.last_used_at", "last_used_at"),
-                ("col.revoked_at", "revoked_at"),
-            ],
-        }],
-    },
-    PageDef {
-        path: "/app/wecom",
-        listings: &[Listing {
-            api: "/v1/integrations/wecom",
-            list: "",
-            columns: &[],
-        }],
-    },
-];
 
 pub struct Table {
+    pub index: usize,
     pub headers: Vec<&'static str>,
-    pub rows: Vec<Vec<String>>,
-    /// A configuration document instead of a list.
-    pub document: Option<String>,
+    pub rows: Vec<RowView>,
+    pub form: Vec<FormField>,
+    /// (index, label, input) of each row action.
+    pub actions: Vec<(usize, &'static str, Option<FormField>)>,
+    /// (label, href with `{id}`) of each row link.
+    pub links: Vec<(&'static str, &'static str)>,
+}
+
+pub struct DocumentView {
+    pub text: String,
+    pub simulate: bool,
+    pub trial: String,
+    pub outcome: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "table.html")]
 struct TablePage {
     chrome: Chrome,
+    path: String,
     title: &'static str,
     tables: Vec<Table>,
+    document: Option<DocumentView>,
 }
 
 /// A cell: lists joined, everything else as text.
@@ -227,53 +65,267 @@ fn cell(value: &Value) -> String {
     }
 }
 
-pub async fn show(req: HttpRequest, infra: web::Data<Infra>) -> HttpResponse {
-    let session = signed_in!(req, infra);
-    let path = req.path().trim_end_matches('/').to_string();
-    let (Some(def), Some((_, title_key, role))) = (
-        PAGES.iter().find(|p| p.path == path),
-        SECTIONS.iter().find(|(href, _, _)| *href == path),
-    ) else {
-        return super::html(actix_web::http::StatusCode::NOT_FOUND, "not found".into());
+fn form_view(fields: &'static [Field]) -> Vec<FormField> {
+    fields.iter().map(field_view).collect()
+}
+
+fn field_view(f: &'static Field) -> FormField {
+    let (kind, options): (&'static str, &'static [&'static str]) = match f.kind {
+        Kind::Text => ("text", &[]),
+        Kind::Email => ("email", &[]),
+        Kind::Password => ("password", &[]),
+        Kind::Number => ("number", &[]),
+        Kind::List => ("list", &[]),
+        Kind::Choice(options) => ("choice", options),
+        Kind::Json => ("json", &[]),
     };
-    if !session.has(*role) && !session.has(Role::Admin) {
-        let refusal = super::api::Refusal {
-            status: 403,
-            detail: String::new(),
-        };
-        return refused(&req, &session, &refusal);
+    FormField {
+        name: f.name,
+        label: f.label,
+        kind,
+        options,
+        required: f.required,
     }
-    let api = Api::of(&req, &session);
-    let lang = super::Lang::of(&req);
+}
+
+/// The page a path names, if the person's roles reach it.
+fn page_for(session: &Session, path: &str) -> Result<(&'static PageDef, &'static str), u16> {
+    let path = path.trim_end_matches('/');
+    let def = PAGES.iter().find(|p| p.path == path).ok_or(404u16)?;
+    let (_, title, role) = SECTIONS.iter().find(|(href, _, _)| *href == path).ok_or(404u16)?;
+    if session.has(*role) { Ok((def, title)) } else { Err(403) }
+}
+
+fn with_me(api: &str, session: &Session) -> String {
+    api.replace("{me}", &session.staff_id)
+}
+
+/// Renders a page; `document` overrides what is read from the API (a failed save
+/// shows what the person typed).
+async fn page(
+    req: &HttpRequest,
+    session: &Session,
+    path: &str,
+    notice: Option<String>,
+    document: Option<DocumentView>,
+) -> HttpResponse {
+    let (def, title_key) = match page_for(session, path) {
+        Ok(found) => found,
+        Err(status) => {
+            let refusal = Refusal {
+                status,
+                detail: "not found".into(),
+            };
+            return refused(req, session, &refusal);
+        }
+    };
+    let api = Api::of(req, session);
+    let lang = super::Lang::of(req);
     let mut tables = Vec::new();
-    for listing in def.listings {
+    for (index, listing) in def.listings.iter().enumerate() {
         let answer = match api.get(listing.api).await {
             Ok(a) => a,
-            Err(refusal) => return refused(&req, &session, &refusal),
+            Err(refusal) => return refused(req, session, &refusal),
         };
-        if listing.list.is_empty() {
-            tables.push(Table {
-                headers: Vec::new(),
-                rows: Vec::new(),
-                document: Some(serde_json::to_string_pretty(&answer).unwrap_or_default()),
-            });
-            continue;
-        }
-        let rows = list_of(&answer, listing.list, |item| {
-            listing.columns.iter().map(|(_, field)| cell(&item[*field])).collect()
-        });
-        tables.push(Table {
-            headers: listing.columns.iter().map(|(label, _)| lang.t(label)).collect(),
-            rows,
-            document: None,
-        });
+        tables.push(table(index, listing, &answer, lang));
     }
+    let document = match (document, &def.document) {
+        (Some(view), _) => Some(view),
+        (None, Some(doc)) => match read_document(&api, doc, session).await {
+            Ok(view) => Some(view),
+            Err(refusal) => return refused(req, session, &refusal),
+        },
+        (None, None) => None,
+    };
     let page = TablePage {
-        chrome: chrome(&req, &session, None),
+        chrome: chrome(req, session, notice),
+        path: def.path.to_string(),
         title: lang.t(title_key),
         tables,
+        document,
     };
     session.finish(render(&page))
+}
+
+fn table(index: usize, listing: &'static Listing, answer: &Value, lang: super::Lang) -> Table {
+    Table {
+        index,
+        headers: listing.columns.iter().map(|(label, _)| lang.t(label)).collect(),
+        rows: list_of(answer, listing.list, |item| RowView {
+            id: text(&item["id"]),
+            cells: listing.columns.iter().map(|(_, field)| cell(&item[*field])).collect(),
+        }),
+        form: listing.create.as_ref().map(|c| form_view(c.fields)).unwrap_or_default(),
+        actions: listing
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i, a.label, a.input.as_ref().map(field_view)))
+            .collect(),
+        links: listing.links.iter().map(|l| (l.label, l.href)).collect(),
+    }
+}
+
+async fn read_document(api: &Api, doc: &Document, session: &Session) -> Result<DocumentView, Refusal> {
+    let current = match api.get(&with_me(doc.api, session)).await {
+        Ok(value) => value,
+        // Nothing saved yet (a card, WeCom settings): start from an empty document.
+        Err(refusal) if refusal.status == 404 => Value::Object(serde_json::Map::new()),
+        Err(refusal) => return Err(refusal),
+    };
+    Ok(DocumentView {
+        text: serde_json::to_string_pretty(&current).unwrap_or_default(),
+        simulate: doc.simulate.is_some(),
+        trial: r#"{"lead": {"grade": "A", "channel": "website", "attributes": {"city": "上海"}}}"#.into(),
+        outcome: None,
+    })
+}
+
+pub async fn show(req: HttpRequest, infra: web::Data<Infra>) -> HttpResponse {
+    let session = signed_in!(req, infra);
+    let path = req.path().to_string();
+    page(&req, &session, &path, None, None).await
+}
+
+/// `POST /app/{page}/create/{n}`: the page's `n`th list gets a new object.
+pub async fn create(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    path: web::Path<(String, usize)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let session = signed_in!(req, infra);
+    let (page_path, index) = path.into_inner();
+    let page_path = format!("/app/{page_path}");
+    let pairs = form_data::pairs(&body);
+    if !session::form_is_ours(&req, &infra, form_data::value(&pairs, "csrf").unwrap_or("")) {
+        return forged();
+    }
+    let Some(create) = page_for(&session, &page_path)
+        .ok()
+        .and_then(|(def, _)| def.listings.get(index))
+        .and_then(|l| l.create.as_ref())
+    else {
+        return HttpResponse::NotFound().finish();
+    };
+    let notice = match form_data::body(create.fields, &pairs) {
+        Err(problem) => problem,
+        Ok(json) => match Api::of(&req, &session).post(create.api, &json).await {
+            Ok(answer) => {
+                let lang = super::Lang::of(&req);
+                let mut line = lang.t("saved").to_string();
+                for field in create.show_once {
+                    if let Some(v) = answer[*field].as_str() {
+                        line.push_str(&format!(" · {field}: {v}"));
+                    }
+                }
+                line
+            }
+            Err(refusal) => refusal.detail,
+        },
+    };
+    page(&req, &session, &page_path, Some(notice), None).await
+}
+
+/// `POST /app/{page}/rows/{n}/{action}/{id}`: a row action, then back to the page.
+pub async fn act(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    path: web::Path<(String, usize, usize, String)>,
+    posted: web::Bytes,
+) -> HttpResponse {
+    let session = signed_in!(req, infra);
+    let pairs = form_data::pairs(&posted);
+    if !session::form_is_ours(&req, &infra, form_data::value(&pairs, "csrf").unwrap_or("")) {
+        return forged();
+    }
+    let (page_path, index, action, id) = path.into_inner();
+    let page_path = format!("/app/{page_path}");
+    let Some(action) = page_for(&session, &page_path)
+        .ok()
+        .and_then(|(def, _)| def.listings.get(index))
+        .and_then(|l| l.actions.get(action))
+    else {
+        return HttpResponse::NotFound().finish();
+    };
+    let method = Method::from_bytes(action.method.as_bytes()).unwrap_or(Method::POST);
+    let mut body: Option<Value> = serde_json::from_str(action.body).ok();
+    if let Some(input) = &action.input {
+        match form_data::body(std::slice::from_ref(input), &pairs) {
+            Ok(Value::Object(extra)) => {
+                let mut merged = body.and_then(|b| b.as_object().cloned()).unwrap_or_default();
+                merged.extend(extra);
+                body = Some(Value::Object(merged));
+            }
+            Ok(_) => {}
+            Err(problem) => return page(&req, &session, &page_path, Some(problem), None).await,
+        }
+    }
+    let api_path = action.api.replace("{id}", &super::session::url_encode(&id));
+    let notice = match Api::of(&req, &session).send(method, &api_path, body.as_ref()).await {
+        Ok(_) => super::Lang::of(&req).t("saved").to_string(),
+        Err(refusal) => refusal.detail,
+    };
+    page(&req, &session, &page_path, Some(notice), None).await
+}
+
+/// `POST /app/{page}/document`: saves the edited document (`PUT`), or with
+/// `simulate` set, tries the trial input against the API's simulator.
+pub async fn save_document(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let session = signed_in!(req, infra);
+    let page_path = format!("/app/{}", path.into_inner());
+    let pairs = form_data::pairs(&body);
+    if !session::form_is_ours(&req, &infra, form_data::value(&pairs, "csrf").unwrap_or("")) {
+        return forged();
+    }
+    let Some(doc) = page_for(&session, &page_path)
+        .ok()
+        .and_then(|(def, _)| def.document.as_ref())
+    else {
+        return HttpResponse::NotFound().finish();
+    };
+    let typed = form_data::value(&pairs, "document").unwrap_or("").to_string();
+    let trial = form_data::value(&pairs, "trial").unwrap_or("").to_string();
+    let api = Api::of(&req, &session);
+    let lang = super::Lang::of(&req);
+    let mut view = DocumentView {
+        text: typed.clone(),
+        simulate: doc.simulate.is_some(),
+        trial: trial.clone(),
+        outcome: None,
+    };
+    let notice = match (form_data::value(&pairs, "simulate"), doc.simulate) {
+        (Some(_), Some(simulator)) => {
+            let outcome = match serde_json::from_str::<Value>(&trial) {
+                Err(e) => format!("JSON: {e}"),
+                Ok(input) => match api.post(simulator, &input).await {
+                    Ok(answer) => serde_json::to_string_pretty(&answer).unwrap_or_default(),
+                    Err(refusal) => refusal.detail,
+                },
+            };
+            view.outcome = Some(outcome);
+            None
+        }
+        _ => Some(match serde_json::from_str::<Value>(&typed) {
+            Err(e) => format!("JSON: {e}"),
+            Ok(document) => match api
+                .send(Method::PUT, &with_me(doc.api, &session), Some(&document))
+                .await
+            {
+                Ok(saved) => {
+                    view.text = serde_json::to_string_pretty(&saved).unwrap_or(typed);
+                    lang.t("saved").to_string()
+                }
+                Err(refusal) => refusal.detail,
+            },
+        }),
+    };
+    page(&req, &session, &page_path, notice, Some(view)).await
 }
 
 #[cfg(test)]
@@ -282,7 +334,7 @@ mod tests {
 
     #[test]
     fn every_section_without_its_own_page_has_a_declaration() {
-        let own = ["/app/inbox", "/app/pool", "/app/codes"];
+        let own = ["/app/inbox", "/app/pool", "/app/codes", "/app/reports/funnel"];
         for (href, _, _) in SECTIONS {
             assert!(
                 own.contains(href) || PAGES.iter().any(|p| p.path == *href),
@@ -292,11 +344,32 @@ mod tests {
     }
 
     #[test]
-    fn every_column_label_has_text() {
+    fn every_label_has_text() {
+        let lang = super::super::Lang::En;
         for page in PAGES {
             for listing in page.listings {
-                for (label, _) in listing.columns {
-                    assert_ne!(super::super::Lang::En.t(label), "??", "{label}");
+                let labels = listing
+                    .columns
+                    .iter()
+                    .map(|(label, _)| *label)
+                    .chain(listing.create.iter().flat_map(|c| c.fields.iter().map(|f| f.label)))
+                    .chain(listing.actions.iter().map(|a| a.label))
+                    .chain(listing.links.iter().map(|l| l.label));
+                for label in labels {
+                    assert_ne!(lang.t(label), "??", "{label}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn actions_are_valid_requests() {
+        for page in PAGES {
+            for listing in page.listings {
+                for action in listing.actions {
+                    assert!(Method::from_bytes(action.method.as_bytes()).is_ok());
+                    assert!(action.body.is_empty() || serde_json::from_str::<Value>(action.body).is_ok());
+                    assert!(action.api.contains("{id}"));
                 }
             }
         }

@@ -1,0 +1,228 @@
+//! The web console over plain HTTP: signing in sets guarded cookies, pages carry a
+//! strict CSP and escape what people typed, a form post without the CSRF value is
+//! refused, the session cookie reads the API but never changes anything, and the
+//! sign-in never redirects off the site.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, eventually, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(the_console_guards_its_sessions_and_escapes_everything);
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A form body, as a browser sends one.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+trait Form {
+    fn form_of(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl Form for reqwest::RequestBuilder {
+    fn form_of(self, pairs: &[(&str, &str)]) -> Self {
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(form(pairs))
+    }
+}
+
+async fn page_text(client: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    client.get(app.url(path)).send().await.unwrap().text().await.unwrap()
+}
+
+async fn post_form(client: &reqwest::Client, app: &TestApp, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+    client.post(app.url(path)).form_of(pairs).send().await.unwrap()
+}
+
+/// The CSRF value a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string()
+}
+
+async fn sign_in(app: &TestApp, client: &reqwest::Client, email: &str, next: &str) -> reqwest::Response {
+    let page = page_text(client, app, "/app/login").await;
+    let form = [
+        ("tenant", "demo"),
+        ("email", email),
+        ("password", PASSWORD),
+        ("csrf", &csrf_of(&page)),
+        ("next", next),
+    ];
+    post_form(client, app, "/app/login", &form).await
+}
+
+async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let hostile = "<script>alert(1)</script>";
+    let (status, capture) = app
+        .post(
+            &admin,
+            "/v1/leads",
+            &json!({"channel": "website", "phone": "13700137000", "name": hostile}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    // Whoever the router offered it to signs in.
+    let owner = eventually(Duration::from_secs(15), "the lead's offer", || async {
+        let lead = crate::identity::lead_of(&app, &admin, capture["capture_id"].as_str().unwrap()).await;
+        lead["owner_id"].as_str().map(str::to_string)
+    })
+    .await;
+    let ids = app.staff_ids(&admin).await;
+    let sdr_email = ids
+        .iter()
+        .find(|(_, id)| **id == owner)
+        .map(|(email, _)| email.clone())
+        .unwrap();
+
+    // Not signed in: to the sign-in page, coming back afterwards.
+    let client = browser();
+    let resp = client.get(app.url("/app/inbox")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/app/login?next=/app/inbox");
+
+    // A wrong password is refused on the page; a right one sets guarded cookies and
+    // never sends the person off the site.
+    let page = page_text(&client, &app, "/app/login").await;
+    let resp = post_form(
+        &client,
+        &app,
+        "/app/login",
+        &[
+            ("tenant", "demo"),
+            ("email", "sdr1@demo.local"),
+            ("password", "wrong"),
+            ("csrf", &csrf_of(&page)),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let resp = sign_in(&app, &client, &sdr_email, "https://evil.example/").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/app");
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .collect();
+    for name in ["huoke_session=", "huoke_refresh="] {
+        let cookie = cookies.iter().find(|c| c.starts_with(name)).unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite"), "{cookie}");
+    }
+
+    // The inbox escapes the hostile name and carries the CSP.
+    let html = eventually(Duration::from_secs(15), "the lead in the SDR's inbox page", || async {
+        let resp = client.get(app.url("/app/inbox")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        let html = resp.text().await.unwrap();
+        // Escaped, in whichever spelling (`&lt;` or `&#60;`).
+        let escaped = html.contains("script&gt;alert(1)") || html.contains("script&#62;alert(1)");
+        escaped.then_some(html)
+    })
+    .await;
+    assert!(!html.contains(hostile), "unescaped: {html}");
+
+    // A form post without the CSRF value, or with another, is refused.
+    let assignment = html
+        .split("/app/assignments/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    for csrf in ["", "0123456789abcdef0123456789abcdef"] {
+        let resp = post_form(
+            &client,
+            &app,
+            &format!("/app/assignments/{assignment}/accept"),
+            &[("csrf", csrf)],
+        )
+        .await;
+        assert_eq!(resp.status(), 403, "csrf {csrf:?}");
+    }
+    // Another site's form is refused even with the right value.
+    let resp = client
+        .post(app.url(&format!("/app/assignments/{assignment}/accept")))
+        .header("Origin", "https://evil.example")
+        .form_of(&[("csrf", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // The session cookie reads the API (the stream, QR previews) but changes nothing.
+    let resp = client.get(app.url("/v1/inbox")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .post(app.url(&format!("/v1/assignments/{assignment}/accept")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "a cookie never authorises a change through the API");
+
+    // The console's own form, with the value, does.
+    let resp = post_form(
+        &client,
+        &app,
+        &format!("/app/assignments/{assignment}/accept"),
+        &[("csrf", csrf_of(&html).as_str())],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let (_, inbox) = app
+        .get(&app.login("demo", "sdr1@demo.local", PASSWORD).await, "/v1/inbox")
+        .await;
+    assert!(
+        inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["state"] == "accepted"),
+        "{inbox}"
+    );
+
+    // Roles: an SDR does not see the admin's pages.
+    let resp = client.get(app.url("/app/staff")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    // Signing out clears the session.
+    let page = page_text(&client, &app, "/app/inbox").await;
+    let resp = post_form(&client, &app, "/app/logout", &[("csrf", csrf_of(&page).as_str())]).await;
+    assert_eq!(resp.status(), 303);
+    let resp = client.get(app.url("/app/inbox")).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "signed out");
+    app.stop().await;
+}

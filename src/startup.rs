@@ -109,7 +109,8 @@ impl Application {
         let data = web::Data::new(infra.clone());
         let needs = web::Data::new(needs);
         let own_host = match listen.ip() {
-            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
             ip => ip,
         };
         let api_base =

@@ -254,21 +254,38 @@ fn no_infra() -> ApiError {
 /// The web console's sign-in cookie: the same access token, kept `HttpOnly`.
 pub const SESSION_COOKIE: &str = "huoke_session";
 
+/// The API reads the console's pages make from the browser itself.
+pub fn cookie_may_read(path: &str) -> bool {
+    let under = |prefix: &str, suffixes: &[&str]| {
+        path.strip_prefix(prefix).is_some_and(|rest| {
+            suffixes.iter().any(|s| {
+                rest.strip_suffix(s)
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+            })
+        })
+    };
+    path == "/v1/inbox/stream"
+        || under("/v1/live-codes/", &["/qr.png", "/qr.svg"])
+        || under("/v1/campaigns/", &["/qr.zip"])
+}
+
 fn claims_of(req: &HttpRequest) -> Result<Claims, ApiError> {
     let infra = req.app_data::<web::Data<Infra>>().ok_or_else(no_infra)?;
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    // The console's pages read the API from the browser (the inbox stream, QR
-    // previews) with their cookie. Only for reads: a cookie rides along on requests
-    // other sites make, so it never authorises a change (no CSRF through the API).
+    // The console's pages read a few things from the browser with their cookie: the
+    // inbox stream and QR images. Only those, and only reads: a cookie rides along on
+    // requests other sites make, so it never authorises a change (no CSRF through
+    // the API) nor reads anything else.
     let safe = matches!(
         *req.method(),
         actix_web::http::Method::GET | actix_web::http::Method::HEAD
     );
     if header.is_none()
         && safe
+        && cookie_may_read(req.path())
         && let Some(cookie) = req.cookie(SESSION_COOKIE)
     {
         return infra.jwt.verify(cookie.value());
@@ -301,6 +318,27 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_cookie_reads_only_what_pages_load() {
+        for ok in [
+            "/v1/inbox/stream",
+            "/v1/live-codes/abc/qr.png",
+            "/v1/live-codes/abc/qr.svg",
+            "/v1/campaigns/c1/qr.zip",
+        ] {
+            assert!(cookie_may_read(ok), "{ok}");
+        }
+        for no in [
+            "/v1/inbox",
+            "/v1/leads/1",
+            "/v1/live-codes//qr.png",
+            "/v1/live-codes/a/b/qr.png",
+            "/v1/me",
+        ] {
+            assert!(!cookie_may_read(no), "{no}");
+        }
+    }
 
     #[test]
     fn roles_nest() {

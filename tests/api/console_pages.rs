@@ -11,7 +11,10 @@ use serde_json::json;
 use crate::helpers::{Backend, PASSWORD, TestApp, eventually, spawn_app};
 use crate::on_both_backends;
 
-on_both_backends!(the_console_guards_its_sessions_and_escapes_everything);
+on_both_backends!(
+    the_console_guards_its_sessions_and_escapes_everything,
+    each_role_works_its_pages
+);
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -107,7 +110,7 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
     let client = browser();
     let resp = client.get(app.url("/app/inbox")).send().await.unwrap();
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()[LOCATION], "/app/login?next=/app/inbox");
+    assert_eq!(resp.headers()[LOCATION], "/app/login?next=%2Fapp%2Finbox");
 
     // A wrong password is refused on the page; a right one sets guarded cookies and
     // never sends the person off the site.
@@ -118,7 +121,7 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
         "/app/login",
         &[
             ("tenant", "demo"),
-            ("email", "sdr1@demo.local"),
+            ("email", sdr_email.as_str()),
             ("password", "wrong"),
             ("csrf", &csrf_of(&page)),
         ],
@@ -183,9 +186,13 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
         .unwrap();
     assert_eq!(resp.status(), 403);
 
-    // The session cookie reads the API (the stream, QR previews) but changes nothing.
-    let resp = client.get(app.url("/v1/inbox")).send().await.unwrap();
+    // The session cookie reads what the pages load (the inbox stream, QR images) and
+    // nothing else, and changes nothing.
+    let resp = client.get(app.url("/v1/inbox/stream")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    drop(resp);
+    let resp = client.get(app.url("/v1/inbox")).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "the cookie reads only what the pages load");
     let resp = client
         .post(app.url(&format!("/v1/assignments/{assignment}/accept")))
         .json(&json!({}))
@@ -193,6 +200,15 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
         .await
         .unwrap();
     assert_eq!(resp.status(), 401, "a cookie never authorises a change through the API");
+    // An id that would steer the console's API call elsewhere is refused.
+    let resp = post_form(
+        &client,
+        &app,
+        "/app/assignments/..%2F..%2Fstaff%2Fx%23/accept",
+        &[("csrf", csrf_of(&html).as_str())],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
 
     // The console's own form, with the value, does.
     let resp = post_form(
@@ -204,7 +220,7 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
     .await;
     assert_eq!(resp.status(), 303);
     let (_, inbox) = app
-        .get(&app.login("demo", "sdr1@demo.local", PASSWORD).await, "/v1/inbox")
+        .get(&app.login("demo", &sdr_email, PASSWORD).await, "/v1/inbox")
         .await;
     assert!(
         inbox["items"]
@@ -224,5 +240,127 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
     assert_eq!(resp.status(), 303);
     let resp = client.get(app.url("/app/inbox")).send().await.unwrap();
     assert_eq!(resp.status(), 303, "signed out");
+    app.stop().await;
+}
+
+/// The text of the page's first textarea named `name`, unescaped.
+fn textarea(html: &str, name: &str) -> String {
+    let start = html.find(&format!("<textarea name=\"{name}\"")).unwrap();
+    let body = &html[start..];
+    let body = &body[body.find('>').unwrap() + 1..];
+    let raw = &body[..body.find("</textarea>").unwrap()];
+    [
+        ("&quot;", "\""),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+        ("&#x27;", "'"),
+        ("&lt;", "<"),
+        ("&#60;", "<"),
+        ("&gt;", ">"),
+        ("&#62;", ">"),
+        ("&amp;", "&"),
+        ("&#38;", "&"),
+    ]
+    .iter()
+    .fold(raw.to_string(), |text, (entity, plain)| text.replace(entity, plain))
+}
+
+async fn each_role_works_its_pages(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let admin = app.admin().await;
+    let (status, person) = app
+        .post(
+            &admin,
+            "/v1/staff",
+            &json!({"name": "Mia", "email": "mia@demo.local", "roles": ["marketer"], "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{person}");
+
+    // A marketer makes live codes from the people of the tenant.
+    let marketer = browser();
+    assert_eq!(
+        sign_in(&app, &marketer, "mia@demo.local", "/app/codes").await.status(),
+        303
+    );
+    let resp = marketer.get(app.url("/app/codes")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("sdr1@demo.local"), "members to choose from");
+    let resp = marketer.get(app.url("/app/staff")).send().await.unwrap();
+    assert_eq!(resp.status(), 403, "not a marketer's page");
+
+    // A manager's configuration round-trips: what the page shows saves unchanged.
+    let manager = browser();
+    assert_eq!(sign_in(&app, &manager, "admin@demo.local", "/app").await.status(), 303);
+    for path in ["/app/routing", "/app/sla"] {
+        let html = page_text(&manager, &app, path).await;
+        let document = textarea(&html, "document");
+        let resp = post_form(
+            &manager,
+            &app,
+            &format!("{path}/document"),
+            &[("csrf", &csrf_of(&html)), ("document", &document)],
+        )
+        .await;
+        assert_eq!(resp.status(), 303, "{path} saves what it shows: {document}");
+        assert_eq!(resp.headers()[LOCATION], path);
+        let after = page_text(&manager, &app, path).await;
+        assert!(
+            after.contains("class=\"notice\""),
+            "{path}: the save is confirmed after the redirect"
+        );
+        // Broken JSON is refused on the page, with what was typed kept.
+        let resp = post_form(
+            &manager,
+            &app,
+            &format!("{path}/document"),
+            &[("csrf", &csrf_of(&html)), ("document", "{not json")],
+        )
+        .await;
+        assert_eq!(resp.status(), 422);
+        assert!(resp.text().await.unwrap().contains("{not json"));
+    }
+    // The simulator answers a trial lead.
+    let html = page_text(&manager, &app, "/app/routing").await;
+    let resp = post_form(
+        &manager,
+        &app,
+        "/app/routing/document",
+        &[
+            ("csrf", &csrf_of(&html)),
+            ("document", "{}"),
+            ("simulate", "1"),
+            ("trial", r#"{"lead": {"grade": "A", "channel": "website"}}"#),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("id=\"outcome\""));
+
+    // An admin's create is not repeated by a reload: it redirects, and says so once.
+    let html = page_text(&manager, &app, "/app/campaigns").await;
+    let resp = post_form(
+        &manager,
+        &app,
+        "/app/campaigns/create/0",
+        &[("csrf", &csrf_of(&html)), ("name", "双十一")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let page = page_text(&manager, &app, "/app/campaigns").await;
+    assert!(page.contains("双十一") && page.contains("class=\"notice\""), "{page}");
+    let again = page_text(&manager, &app, "/app/campaigns").await;
+    assert!(!again.contains("class=\"notice\""), "the notice is said once");
+    // An API key's secret is shown on the answer to its creation.
+    let resp = post_form(
+        &manager,
+        &app,
+        "/app/api-keys/create/0",
+        &[("csrf", &csrf_of(&html)), ("name", "crm"), ("scopes", "leads:write")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("key: hk_"));
     app.stop().await;
 }

@@ -10,12 +10,18 @@ function formatLeft(seconds) {
   return (h > 0 ? h + ":" + pad(m) : m) + ":" + pad(r);
 }
 
+// The server says how many seconds are left when it renders the list; the
+// deadline is counted from then on this device's clock, so a wrong clock does not
+// matter.
 function tickCountdowns() {
   const now = Date.now();
-  document.querySelectorAll(".countdown[data-due]").forEach((el) => {
-    const due = Date.parse(el.dataset.due);
-    if (Number.isNaN(due)) return;
-    const left = (due - now) / 1000;
+  document.querySelectorAll(".countdown[data-left]").forEach((el) => {
+    if (!el.dataset.deadline) {
+      const left = Number(el.dataset.left);
+      if (Number.isNaN(left)) return;
+      el.dataset.deadline = String(now + left * 1000);
+    }
+    const left = (Number(el.dataset.deadline) - now) / 1000;
     if (left <= 0) {
       el.textContent = el.dataset.overdue || "0:00";
       el.classList.add("overdue");
@@ -28,50 +34,70 @@ function tickCountdowns() {
 
 function liveInbox(section) {
   const live = document.getElementById("live");
-  let source = null;
-  let refreshing = false;
-  let again = false;
-  // An offer event can come before the inbox has it (the inbox is written by its
-  // own consumer of the same event): fetch again, a few times, until it shows.
-  async function refresh(expected, tries) {
+  const expected = new Set();
+  let refreshing = false, again = false, tries = 0, retryDelay = 1000;
+
+  // Someone typing a reject reason keeps the list still until they are done.
+  function typing() {
+    const el = document.activeElement;
+    return el && section.contains(el) && el.tagName === "INPUT" && el.value !== "";
+  }
+
+  async function refresh() {
     if (refreshing) { again = true; return; }
+    if (typing()) { setTimeout(refresh, 1000); return; }
     refreshing = true;
-    let missing = false;
     try {
       const answer = await fetch(section.dataset.fragment, { credentials: "same-origin" });
-      if (answer.redirected || !answer.ok) { window.location.reload(); return; }
-      section.innerHTML = await answer.text();
-      tickCountdowns();
-      missing = Boolean(expected) && !section.querySelector('[data-assignment="' + CSS.escape(expected) + '"]');
+      if (answer.redirected) { window.location.reload(); return; } // signed out
+      if (answer.ok) {
+        section.innerHTML = await answer.text();
+        tickCountdowns();
+        for (const id of Array.from(expected)) {
+          if (section.querySelector('[data-assignment="' + CSS.escape(id) + '"]')) expected.delete(id);
+        }
+      }
+    } catch (e) {
+      // Offline: the stream's reconnection refreshes again.
     } finally {
       refreshing = false;
-      if (missing && (tries || 0) < 20) {
-        setTimeout(() => refresh(expected, (tries || 0) + 1), 250);
-      } else if (again) {
+      if (again) {
         again = false;
         refresh();
+      } else if (expected.size > 0 && tries < 20) {
+        // An offer can arrive before the inbox holds it (the inbox is written by
+        // its own consumer of the same event): look again shortly.
+        tries += 1;
+        setTimeout(refresh, 250);
       }
     }
   }
+
   function connect() {
-    source = new EventSource(section.dataset.stream, { withCredentials: true });
+    const source = new EventSource(section.dataset.stream, { withCredentials: true });
     source.addEventListener("open", () => {
+      retryDelay = 1000;
       if (live) live.classList.remove("offline");
       section.dataset.connected = "1";
+      refresh(); // whatever happened while disconnected
     });
-    source.addEventListener("offer", (event) => refresh(event.lastEventId, 0));
+    source.addEventListener("offer", (event) => {
+      if (event.lastEventId) expected.add(event.lastEventId);
+      tries = 0;
+      refresh();
+    });
     for (const kind of ["assignment", "resync"]) {
       source.addEventListener(kind, () => refresh());
     }
     source.addEventListener("error", () => {
       if (live) live.classList.add("offline");
       delete section.dataset.connected;
-      // The access cookie may have expired: a page load renews it, then reconnect.
       source.close();
-      setTimeout(async () => {
-        try { await fetch(section.dataset.fragment, { credentials: "same-origin" }); } catch (e) { /* offline */ }
-        connect();
-      }, 3000);
+      // A page load renews an expired session cookie (or finds the person signed
+      // out); then reconnect, waiting longer each time.
+      refresh();
+      setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 30000);
     });
   }
   connect();

@@ -134,14 +134,20 @@ pub struct StaffChanges {
     wecom_userid: Option<String>,
 }
 
-/// `PATCH /v1/staff/{id}` (admin): switch someone off, rename them, link WeCom.
+/// `PATCH /v1/staff/{id}` (admin): switch someone off, rename them, link WeCom. A
+/// manager may set capacity (how many open leads a person holds), nothing else.
 pub async fn update_staff(
     infra: web::Data<Infra>,
     caller: Caller,
     id: web::Path<String>,
     body: Json<StaffChanges>,
 ) -> ApiResult<HttpResponse> {
-    caller.require_any(&[Role::Admin])?;
+    let only_capacity = body.0.name.is_none() && body.0.active.is_none() && body.0.wecom_userid.is_none();
+    if only_capacity {
+        caller.require_any(&[Role::Admin, Role::Manager])?;
+    } else {
+        caller.require_any(&[Role::Admin])?;
+    }
     let current = staff::by_id(&infra.store, &caller.tenant_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("staff member"))?;
@@ -215,7 +221,8 @@ pub async fn list_staff(
     caller: Caller,
     query: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    caller.require_any(&[Role::Admin, Role::Manager])?;
+    // Marketers pick the members of live codes.
+    caller.require_any(&[Role::Admin, Role::Manager, Role::Marketer])?;
     let page = query.parse()?;
     let rows = staff::list(&infra.store, &caller.tenant_id, page.after.as_deref(), page.limit).await?;
     let views: Vec<_> = rows.iter().map(huoke_shared::repo::staff::StaffRow::view).collect();

@@ -65,6 +65,16 @@ pub async fn refresh(infra: web::Data<Infra>, body: Json<RefreshRequest>) -> Api
     Ok(HttpResponse::Ok().json(rotate(&infra, &body.0.refresh_token).await?))
 }
 
+/// Ends a refresh token (signing out): it can no longer be spent.
+pub async fn revoke(infra: &Infra, refresh_token: &str) -> ApiResult<()> {
+    sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+        .bind(now_ms() / 1000)
+        .bind(hash(refresh_token.trim()))
+        .execute(infra.store.pool())
+        .await?;
+    Ok(())
+}
+
 /// Spends a refresh token (once) for a new token pair.
 pub async fn rotate(infra: &Infra, refresh_token: &str) -> ApiResult<Value> {
     let now = now_ms() / 1000;

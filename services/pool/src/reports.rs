@@ -225,9 +225,11 @@ pub async fn funnel(
 
     let splits_scans = matches!(by.as_str(), "campaign" | "live_code");
     let scans: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(
-        "SELECT lc.code, lc.campaign_id, CAST(COUNT(*) AS BIGINT) FROM scans sc
-         LEFT JOIN live_codes lc ON lc.id = sc.code_id
-         WHERE sc.tenant_id = $1 AND sc.at >= $2 AND sc.at < $3 GROUP BY lc.code, lc.campaign_id",
+        // Per code through scans_by_code (tenant, code, time): scans carry no index by
+        // tenant and time alone, to keep the scan path's writes cheap.
+        "SELECT lc.code, lc.campaign_id, CAST(COUNT(sc.id) AS BIGINT) FROM live_codes lc
+         JOIN scans sc ON sc.tenant_id = lc.tenant_id AND sc.code_id = lc.id AND sc.at >= $2 AND sc.at < $3
+         WHERE lc.tenant_id = $1 GROUP BY lc.code, lc.campaign_id",
     )
     .bind(tenant)
     .bind(p.start_ms)

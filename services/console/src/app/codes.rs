@@ -7,7 +7,7 @@ use huoke_shared::Infra;
 use serde_json::{Value, json};
 
 use super::api::Api;
-use super::pages::{forged, list_of, refused, signed_in, text};
+use super::pages::{forged, list_of, plain_id, refused, signed_in, text};
 use super::session;
 use super::{Chrome, chrome, render, see_other};
 
@@ -35,8 +35,9 @@ pub async fn switch(
 ) -> HttpResponse {
     let session = signed_in!(req, infra);
     if !session::form_is_ours(&req, &infra, &form.csrf) {
-        return forged();
+        return session.finish(forged());
     }
+    let id = plain_id!(session, id.into_inner());
     let body = json!({"active": form.to == "on"});
     let api = Api::of(&req, &session);
     match api
@@ -104,7 +105,7 @@ pub async fn create(req: HttpRequest, infra: web::Data<Infra>, body: web::Bytes)
     let pairs: Vec<(String, String)> = super::form_data::pairs(&body);
     let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
     if !session::form_is_ours(&req, &infra, &value("csrf").unwrap_or_default()) {
-        return forged();
+        return session.finish(forged());
     }
     let limit: Option<i64> = value("daily_limit").and_then(|l| l.parse().ok());
     let members: Vec<Value> = pairs

@@ -72,6 +72,8 @@ pub struct NavItem {
 /// What every page shows around its content.
 pub struct Chrome {
     pub lang: Lang,
+    /// This page's address, for the language switch to come back to.
+    pub here: String,
     pub nav: Vec<NavItem>,
     pub csrf: String,
     /// A line to show above the content (a refusal from the API, a confirmation).
@@ -106,6 +108,14 @@ pub const SECTIONS: &[(&str, &str, Role)] = &[
 
 pub fn chrome(req: &HttpRequest, session: &Session, notice: Option<String>) -> Chrome {
     let lang = Lang::of(req);
+    let here = if req.method() == actix_web::http::Method::GET {
+        req.uri()
+            .path_and_query()
+            .map_or("/app", actix_web::http::uri::PathAndQuery::as_str)
+            .to_string()
+    } else {
+        req.path().to_string()
+    };
     let path = req.path();
     let nav = SECTIONS
         .iter()
@@ -118,9 +128,10 @@ pub fn chrome(req: &HttpRequest, session: &Session, notice: Option<String>) -> C
         .collect();
     Chrome {
         lang,
+        here: session::url_encode(&safe_next(Some(&here))),
         nav,
         csrf: session.csrf.clone(),
-        notice,
+        notice: notice.or_else(|| session.notice.clone()),
     }
 }
 
@@ -193,6 +204,11 @@ impl LoginPage {
     fn t(&self, key: &str) -> &'static str {
         self.lang.t(key)
     }
+
+    /// This page again, still going on to `next` (for the language switch).
+    fn back_here(&self) -> String {
+        session::url_encode(&format!("/app/login?next={}", session::url_encode(&self.next)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,10 +216,17 @@ struct Next {
     next: Option<String>,
 }
 
-/// Only our own pages: no open redirect through `next`.
+/// Only our own pages: no open redirect through `next`, nothing odd in a header.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/app") && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if (n == "/app" || n.starts_with("/app/") || n.starts_with("/app?"))
+                && !n.contains("..")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.to_string()
+        }
         _ => "/app".to_string(),
     }
 }
@@ -251,6 +274,7 @@ async fn login(req: HttpRequest, infra: web::Data<Infra>, form: web::Form<LoginF
             for c in session::token_cookies(&infra, &pair) {
                 let _ = response.add_cookie(&c);
             }
+            let _ = response.add_cookie(&session::new_csrf(&infra).1);
             response
         }
         Err(err) => {
@@ -283,6 +307,12 @@ async fn logout(req: HttpRequest, infra: web::Data<Infra>, form: web::Form<CsrfO
     if !session::form_is_ours(&req, &infra, &form.csrf) {
         return html(actix_web::http::StatusCode::FORBIDDEN, "CSRF check failed".into());
     }
+    // The refresh token dies with the session, not just its cookie.
+    if let Some(refresh) = req.cookie(session::REFRESH_COOKIE)
+        && let Err(err) = crate::refresh::revoke(&infra, refresh.value()).await
+    {
+        tracing::warn!(error = %err, "revoking a refresh token at sign-out failed");
+    }
     let mut response = see_other("/app/login");
     for c in session::cleared(&infra) {
         let _ = response.add_cookie(&c);
@@ -290,16 +320,11 @@ async fn logout(req: HttpRequest, infra: web::Data<Infra>, form: web::Form<CsrfO
     response
 }
 
-async fn switch_language(req: HttpRequest, lang: web::Path<String>, q: web::Query<Next>) -> HttpResponse {
+async fn switch_language(lang: web::Path<String>, q: web::Query<Next>) -> HttpResponse {
     let Some(lang) = Lang::parse(&lang) else {
         return HttpResponse::NotFound().finish();
     };
-    let back = safe_next(q.next.as_deref().or_else(|| {
-        req.headers()
-            .get(header::REFERER)
-            .and_then(|r| r.to_str().ok())
-            .and_then(|r| r.find("/app").map(|i| &r[i..]))
-    }));
+    let back = safe_next(q.next.as_deref());
     let mut response = see_other(&back);
     let cookie = actix_web::cookie::Cookie::build(i18n::LANG_COOKIE, lang.short())
         .path("/")
@@ -333,7 +358,18 @@ mod tests {
     #[test]
     fn next_stays_on_our_pages() {
         assert_eq!(safe_next(Some("/app/leads/1")), "/app/leads/1");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil", "/v1/me", ""] {
+        assert_eq!(safe_next(Some("/app?x=1")), "/app?x=1");
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil",
+            "/v1/me",
+            "",
+            "/apple",
+            "/app/../v1/me",
+            "/app/x\r\nSet-Cookie: a=b",
+            "/app/a b",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/app", "{bad}");
         }
         assert_eq!(safe_next(None), "/app");

@@ -41,8 +41,12 @@ macro_rules! signed_in {
 }
 pub(crate) use signed_in;
 
-/// A refusal from the API, shown as a page in the console's frame.
+/// A refusal from the API, shown as a page in the console's frame (a lapsed
+/// sign-in goes to the sign-in page instead).
 pub fn refused(req: &HttpRequest, session: &Session, refusal: &Refusal) -> HttpResponse {
+    if refusal.status == 401 {
+        return session::to_sign_in(req);
+    }
     let chrome = chrome(req, session, None);
     let title = chrome.t("error.title").to_string();
     let message = if refusal.status == 403 {
@@ -64,7 +68,7 @@ pub struct InboxItem {
     pub grade: String,
     pub channel: String,
     pub state: String,
-    pub sla_due_at: String,
+    pub sla_seconds_left: String,
 }
 
 #[derive(Template)]
@@ -102,7 +106,7 @@ pub async fn inbox(req: HttpRequest, infra: web::Data<Infra>, q: web::Query<Inbo
         grade: text(&i["grade"]),
         channel: text(&i["channel"]),
         state: text(&i["state"]),
-        sla_due_at: text(&i["sla_due_at"]),
+        sla_seconds_left: text(&i["sla_seconds_left"]),
     });
     let chrome = chrome(&req, &session, None);
     let response = if q.fragment == Some(1) {
@@ -128,15 +132,16 @@ pub async fn answer_offer(
 ) -> HttpResponse {
     let session = signed_in!(req, infra);
     if !session::form_is_ours(&req, &infra, &form.csrf) {
-        return forged();
+        return session.finish(forged());
     }
     let (id, action) = path.into_inner();
+    let id = plain_id!(session, id);
     let body = match action.as_str() {
         "accept" => json!({}),
         "reject" => {
             json!({"reason": form.reason.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "rejected in the console".into())})
         }
-        _ => return HttpResponse::NotFound().finish(),
+        _ => return session.finish(HttpResponse::NotFound().finish()),
     };
     let api = Api::of(&req, &session);
     match api.post(&format!("/v1/assignments/{id}/{action}"), &body).await {
@@ -148,6 +153,17 @@ pub async fn answer_offer(
 pub fn forged() -> HttpResponse {
     super::html(actix_web::http::StatusCode::FORBIDDEN, "CSRF check failed".into())
 }
+
+/// The id from a console URL, or the 404 that ends the request.
+macro_rules! plain_id {
+    ($session:expr, $id:expr) => {
+        match $crate::app::session::safe_id(&$id) {
+            Some(id) => id.to_string(),
+            None => return $session.finish(actix_web::HttpResponse::NotFound().finish()),
+        }
+    };
+}
+pub(crate) use plain_id;
 
 pub struct HistoryLine {
     pub at: String,
@@ -168,6 +184,7 @@ struct LeadPage {
 
 pub async fn lead(req: HttpRequest, infra: web::Data<Infra>, id: web::Path<String>) -> HttpResponse {
     let session = signed_in!(req, infra);
+    let id = plain_id!(session, id.into_inner());
     let api = Api::of(&req, &session);
     let lead = match api.get(&format!("/v1/leads/{id}")).await {
         Ok(l) => l,
@@ -207,7 +224,7 @@ pub async fn lead(req: HttpRequest, infra: web::Data<Infra>, id: web::Path<Strin
         .then(|| super::Lang::of(&req).t("saved").to_string());
     let page = LeadPage {
         chrome: chrome(&req, &session, notice),
-        id: id.into_inner(),
+        id,
         fields,
         history,
         statuses: &["contacted", "sql", "disqualified", "converted", "won", "lost"],
@@ -231,8 +248,9 @@ pub async fn add_activity(
 ) -> HttpResponse {
     let session = signed_in!(req, infra);
     if !session::form_is_ours(&req, &infra, &form.csrf) {
-        return forged();
+        return session.finish(forged());
     }
+    let id = plain_id!(session, id.into_inner());
     let body = json!({"kind": form.kind, "body": form.body.clone().filter(|b| !b.trim().is_empty())});
     post_then_back(
         &req,
@@ -259,8 +277,9 @@ pub async fn change_status(
 ) -> HttpResponse {
     let session = signed_in!(req, infra);
     if !session::form_is_ours(&req, &infra, &form.csrf) {
-        return forged();
+        return session.finish(forged());
     }
+    let id = plain_id!(session, id.into_inner());
     let mut body = json!({"status": form.status});
     if let Some(reason) = form.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         body["reason"] = json!(reason);
@@ -329,7 +348,7 @@ pub async fn claim(
 ) -> HttpResponse {
     let session = signed_in!(req, infra);
     if !session::form_is_ours(&req, &infra, &form.csrf) {
-        return forged();
+        return session.finish(forged());
     }
     post_then_back(
         &req,

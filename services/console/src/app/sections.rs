@@ -74,6 +74,10 @@ pub struct Listing {
 pub struct Document {
     pub api: &'static str,
     pub simulate: Option<&'static str>,
+    /// Fields the API answers but does not take back.
+    pub strip: &'static [&'static str],
+    /// Fields the API takes but never shows (secrets): offered blank.
+    pub blank: &'static [&'static str],
 }
 
 pub struct PageDef {
@@ -110,11 +114,24 @@ const fn page(path: &'static str, listings: &'static [Listing]) -> PageDef {
     }
 }
 
-const fn document(path: &'static str, api: &'static str, simulate: Option<&'static str>) -> PageDef {
+const VERSIONED: &[&str] = &["version", "created_by", "created_at"];
+
+const fn document(
+    path: &'static str,
+    api: &'static str,
+    simulate: Option<&'static str>,
+    strip: &'static [&'static str],
+    blank: &'static [&'static str],
+) -> PageDef {
     PageDef {
         path,
         listings: &[],
-        document: Some(Document { api, simulate }),
+        document: Some(Document {
+            api,
+            simulate,
+            strip,
+            blank,
+        }),
     }
 }
 
@@ -264,9 +281,21 @@ pub const PAGES: &[PageDef] = &[
         ],
     ),
     // `{me}`: the signed-in person.
-    document("/app/cards", "/v1/cards/{me}", None),
-    document("/app/routing", "/v1/routing/rules", Some("/v1/routing/simulate")),
-    document("/app/sla", "/v1/sla/policies", None),
+    document(
+        "/app/cards",
+        "/v1/cards/{me}",
+        None,
+        &["staff_id", "slug", "url", "created_at", "updated_at"],
+        &["display_name"],
+    ),
+    document(
+        "/app/routing",
+        "/v1/routing/rules",
+        Some("/v1/routing/simulate"),
+        VERSIONED,
+        &[],
+    ),
+    document("/app/sla", "/v1/sla/policies", None, VERSIONED, &[]),
     page(
         "/app/reports/sla",
         &[Listing {
@@ -381,5 +410,11 @@ pub const PAGES: &[PageDef] = &[
             )
         }],
     ),
-    document("/app/wecom", "/v1/integrations/wecom", None),
+    document(
+        "/app/wecom",
+        "/v1/integrations/wecom",
+        None,
+        &["secret_set", "callback_token_set", "encoding_aes_key_set", "updated_at"],
+        &["corp_id", "secret", "callback_token", "encoding_aes_key"],
+    ),
 ];

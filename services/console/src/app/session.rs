@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub const REFRESH_COOKIE: &str = "huoke_refresh";
 pub const CSRF_COOKIE: &str = "huoke_csrf";
+pub const NOTICE_COOKIE: &str = "huoke_notice";
 
 /// The signed-in person, and the cookies the answer must set.
 pub struct Session {
@@ -25,6 +26,8 @@ pub struct Session {
     /// The access token, for calling the API on the person's behalf.
     pub token: String,
     pub csrf: String,
+    /// What the previous request left to say (after a redirect).
+    pub notice: Option<String>,
     set_cookies: Vec<Cookie<'static>>,
 }
 
@@ -38,6 +41,13 @@ impl Session {
         for cookie in &self.set_cookies {
             let _ = response.add_cookie(cookie);
         }
+        response
+    }
+
+    /// Back to `location` (post/redirect/get), saying `notice` there.
+    pub fn back_to(&self, infra: &Infra, location: &str, notice: &str) -> HttpResponse {
+        let mut response = self.finish(super::see_other(location));
+        let _ = response.add_cookie(&notice_cookie(infra, notice));
         response
     }
 }
@@ -80,7 +90,8 @@ pub fn token_cookies(infra: &Infra, pair: &Value) -> Vec<Cookie<'static>> {
             REFRESH_COOKIE,
             text("refresh_token"),
             "/app",
-            SameSite::Strict,
+            // Lax: a link from WeCom or an e-mail to a console page must still find it.
+            SameSite::Lax,
             pair["refresh_expires_in"].as_i64().unwrap_or(86_400),
         ),
     ]
@@ -90,21 +101,32 @@ pub fn token_cookies(infra: &Infra, pair: &Value) -> Vec<Cookie<'static>> {
 pub fn cleared(infra: &Infra) -> Vec<Cookie<'static>> {
     vec![
         cookie(infra, SESSION_COOKIE, String::new(), "/", SameSite::Lax, 0),
-        cookie(infra, REFRESH_COOKIE, String::new(), "/app", SameSite::Strict, 0),
+        cookie(infra, REFRESH_COOKIE, String::new(), "/app", SameSite::Lax, 0),
     ]
+}
+
+/// A new CSRF value and its cookie (at sign-in: a value planted before cannot
+/// outlive it).
+pub fn new_csrf(infra: &Infra) -> (String, Cookie<'static>) {
+    let value = hex::encode(rand::random::<[u8; 16]>());
+    // Lax: a visit from another site must not replace the value other tabs hold.
+    let set = cookie(infra, CSRF_COOKIE, value.clone(), "/app", SameSite::Lax, 86_400 * 30);
+    (value, set)
+}
+
+/// A line for the next page the person sees (after a redirect), for a minute.
+pub fn notice_cookie(infra: &Infra, text: &str) -> Cookie<'static> {
+    let encoded: String = url_encode(text);
+    cookie(infra, NOTICE_COOKIE, encoded, "/app", SameSite::Lax, 60)
 }
 
 /// The request's CSRF value, or a new one with the cookie that sets it.
 pub fn csrf_of(req: &HttpRequest, infra: &Infra) -> (String, Option<Cookie<'static>>) {
-    match req
-        .cookie(CSRF_COOKIE)
-        .map(|c| c.value().to_string())
-        .filter(|v| v.len() == 32)
-    {
+    let ours = |v: &String| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    match req.cookie(CSRF_COOKIE).map(|c| c.value().to_string()).filter(ours) {
         Some(value) => (value, None),
         None => {
-            let value = hex::encode(rand::random::<[u8; 16]>());
-            let set = cookie(infra, CSRF_COOKIE, value.clone(), "/app", SameSite::Strict, 86_400 * 30);
+            let (value, set) = new_csrf(infra);
             (value, Some(set))
         }
     }
@@ -113,13 +135,15 @@ pub fn csrf_of(req: &HttpRequest, infra: &Infra) -> (String, Option<Cookie<'stat
 /// A console form post is ours: it names our origin (when the browser says) and
 /// carries the CSRF cookie's value.
 pub fn form_is_ours(req: &HttpRequest, infra: &Infra, submitted: &str) -> bool {
+    // Browsers send Origin on every form post; when one does, it must be this site
+    // (scheme, host and port) as the browser reached it or as it is published.
     let origin_ok = match req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         None => true,
         Some(origin) => {
-            let host = req.connection_info().host().to_string();
+            let info = req.connection_info();
+            let here = format!("{}://{}", info.scheme(), info.host());
             let public = infra.settings.public_base();
-            origin.trim_end_matches('/') == public.trim_end_matches('/')
-                || origin.split_once("://").is_some_and(|(_, h)| h == host)
+            origin == here || origin == public.trim_end_matches('/')
         }
     };
     let cookie = req
@@ -145,13 +169,29 @@ pub fn to_sign_in(req: &HttpRequest) -> HttpResponse {
         .finish()
 }
 
+/// Percent-encodes everything but unreserved characters (`/` too).
 pub fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// An id taken from a console URL, before it goes into an API path: our ids are
+/// short runs of letters, digits, `-` and `_`, so nothing else can steer the call
+/// to another endpoint (`../`, `?`, `#`, an encoded `/`).
+pub fn safe_id(id: &str) -> Option<&str> {
+    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then_some(id)
+}
+
+fn url_decode(text: &str) -> String {
+    super::form_data::pairs(format!("v={text}").as_bytes())
+        .pop()
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
 
 /// The signed-in person of a console page, renewing the access token with the
@@ -173,17 +213,27 @@ pub async fn session(req: &HttpRequest, infra: &Infra) -> Result<Session, HttpRe
         set_cookies.extend(token_cookies(infra, &pair));
     }
     let Some((token, claims)) = claims else {
+        // Nothing is cleared here: a concurrent request may just have renewed the
+        // cookies, and signing in replaces them anyway.
         let mut redirect = to_sign_in(req);
-        for c in set_cookies.iter().chain(cleared(infra).iter()) {
+        for c in &set_cookies {
             let _ = redirect.add_cookie(c);
         }
         return Err(redirect);
     };
+    let notice = req
+        .cookie(NOTICE_COOKIE)
+        .map(|c| url_decode(c.value()))
+        .filter(|n| !n.is_empty());
+    if notice.is_some() {
+        set_cookies.push(cookie(infra, NOTICE_COOKIE, String::new(), "/app", SameSite::Lax, 0));
+    }
     Ok(Session {
         staff_id: claims.sub,
         roles: claims.roles,
         token,
         csrf,
+        notice,
         set_cookies,
     })
 }
@@ -203,7 +253,16 @@ mod tests {
 
     #[test]
     fn next_urls_are_encoded() {
-        assert_eq!(url_encode("/app/leads/1?x=a b&y"), "/app/leads/1%3Fx%3Da%20b%26y");
+        assert_eq!(url_encode("/app/leads/1?x=a b&y"), "%2Fapp%2Fleads%2F1%3Fx%3Da%20b%26y");
+        assert_eq!(url_decode(&url_encode("已保存 · key: hk_1/2")), "已保存 · key: hk_1/2");
+    }
+
+    #[test]
+    fn only_plain_ids_reach_api_paths() {
+        assert_eq!(safe_id("01a2-B_c"), Some("01a2-B_c"));
+        for bad in ["", "../staff", "a/b", "a?b", "a#", "a%2Fb", &"x".repeat(65)] {
+            assert_eq!(safe_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::api::{Api, Refusal};
 use super::form_data;
-use super::pages::{forged, list_of, refused, signed_in, text};
+use super::pages::{forged, list_of, plain_id, refused, signed_in, text};
 use super::sections::{Document, Field, Kind, Listing, PAGES, PageDef};
 use super::session::{self, Session};
 use super::{Chrome, SECTIONS, chrome, render};
@@ -167,12 +167,22 @@ fn table(index: usize, listing: &'static Listing, answer: &Value, lang: super::L
 }
 
 async fn read_document(api: &Api, doc: &Document, session: &Session) -> Result<DocumentView, Refusal> {
-    let current = match api.get(&with_me(doc.api, session)).await {
+    let mut current = match api.get(&with_me(doc.api, session)).await {
         Ok(value) => value,
         // Nothing saved yet (a card, WeCom settings): start from an empty document.
         Err(refusal) if refusal.status == 404 => Value::Object(serde_json::Map::new()),
         Err(refusal) => return Err(refusal),
     };
+    // What the API reports but does not take back (versions, stamps, links), out;
+    // what it takes but never shows (secrets), in as blanks to fill.
+    if let Some(map) = current.as_object_mut() {
+        for key in doc.strip {
+            map.remove(*key);
+        }
+        for key in doc.blank {
+            map.entry(*key).or_insert_with(|| Value::String(String::new()));
+        }
+    }
     Ok(DocumentView {
         text: serde_json::to_string_pretty(&current).unwrap_or_default(),
         simulate: doc.simulate.is_some(),
@@ -199,32 +209,54 @@ pub async fn create(
     let page_path = format!("/app/{page_path}");
     let pairs = form_data::pairs(&body);
     if !session::form_is_ours(&req, &infra, form_data::value(&pairs, "csrf").unwrap_or("")) {
-        return forged();
+        return session.finish(forged());
     }
     let Some(create) = page_for(&session, &page_path)
         .ok()
         .and_then(|(def, _)| def.listings.get(index))
         .and_then(|l| l.create.as_ref())
     else {
-        return HttpResponse::NotFound().finish();
+        return session.finish(HttpResponse::NotFound().finish());
     };
-    let notice = match form_data::body(create.fields, &pairs) {
-        Err(problem) => problem,
-        Ok(json) => match Api::of(&req, &session).post(create.api, &json).await {
-            Ok(answer) => {
-                let lang = super::Lang::of(&req);
-                let mut line = lang.t("saved").to_string();
-                for field in create.show_once {
-                    if let Some(v) = answer[*field].as_str() {
-                        line.push_str(&format!(" · {field}: {v}"));
-                    }
+    let json = match form_data::body(create.fields, &pairs) {
+        Ok(json) => json,
+        Err(problem) => return with_status(page(&req, &session, &page_path, Some(problem), None).await, 422),
+    };
+    match Api::of(&req, &session).post(create.api, &json).await {
+        Ok(answer) => {
+            let mut line = super::Lang::of(&req).t("saved").to_string();
+            let mut secret = false;
+            for field in create.show_once {
+                if let Some(v) = answer[*field].as_str() {
+                    line.push_str(&format!(" · {field}: {v}"));
+                    secret = true;
                 }
-                line
             }
-            Err(refusal) => refusal.detail,
-        },
-    };
-    page(&req, &session, &page_path, Some(notice), None).await
+            if secret {
+                // Shown on this answer only, never stored for a redirect.
+                page(&req, &session, &page_path, Some(line), None).await
+            } else {
+                session.back_to(&infra, &page_path, &line)
+            }
+        }
+        Err(refusal) => {
+            let status = refusal.status;
+            with_status(
+                page(&req, &session, &page_path, Some(refusal.detail), None).await,
+                status,
+            )
+        }
+    }
+}
+
+/// The page's answer with the status of what went wrong.
+fn with_status(mut response: HttpResponse, status: u16) -> HttpResponse {
+    if response.status().is_success()
+        && let Ok(code) = actix_web::http::StatusCode::from_u16(status)
+    {
+        *response.status_mut() = code;
+    }
+    response
 }
 
 /// `POST /app/{page}/rows/{n}/{action}/{id}`: a row action, then back to the page.
@@ -237,16 +269,17 @@ pub async fn act(
     let session = signed_in!(req, infra);
     let pairs = form_data::pairs(&posted);
     if !session::form_is_ours(&req, &infra, form_data::value(&pairs, "csrf").unwrap_or("")) {
-        return forged();
+        return session.finish(forged());
     }
     let (page_path, index, action, id) = path.into_inner();
     let page_path = format!("/app/{page_path}");
+    let id = plain_id!(session, id);
     let Some(action) = page_for(&session, &page_path)
         .ok()
         .and_then(|(def, _)| def.listings.get(index))
         .and_then(|l| l.actions.get(action))
     else {
-        return HttpResponse::NotFound().finish();
+        return session.finish(HttpResponse::NotFound().finish());
     };
     let method = Method::from_bytes(action.method.as_bytes()).unwrap_or(Method::POST);
     let mut body: Option<Value> = serde_json::from_str(action.body).ok();
@@ -258,15 +291,16 @@ pub async fn act(
                 body = Some(Value::Object(merged));
             }
             Ok(_) => {}
-            Err(problem) => return page(&req, &session, &page_path, Some(problem), None).await,
+            Err(problem) => return session.back_to(&infra, &page_path, &problem),
         }
     }
-    let api_path = action.api.replace("{id}", &super::session::url_encode(&id));
+    let api_path = action.api.replace("{id}", &id);
     let notice = match Api::of(&req, &session).send(method, &api_path, body.as_ref()).await {
         Ok(_) => super::Lang::of(&req).t("saved").to_string(),
         Err(refusal) => refusal.detail,
     };
-    page(&req, &session, &page_path, Some(notice), None).await
+    // Post/redirect/get: reloading the page does not repeat the action.
+    session.back_to(&infra, &page_path, &notice)
 }
 
 /// `POST /app/{page}/document`: saves the edited document (`PUT`), or with
@@ -281,13 +315,13 @@ pub async fn save_document(
     let page_path = format!("/app/{}", path.into_inner());
     let pairs = form_data::pairs(&body);
     if !session::form_is_ours(&req, &infra, form_data::value(&pairs, "csrf").unwrap_or("")) {
-        return forged();
+        return session.finish(forged());
     }
     let Some(doc) = page_for(&session, &page_path)
         .ok()
         .and_then(|(def, _)| def.document.as_ref())
     else {
-        return HttpResponse::NotFound().finish();
+        return session.finish(HttpResponse::NotFound().finish());
     };
     let typed = form_data::value(&pairs, "document").unwrap_or("").to_string();
     let trial = form_data::value(&pairs, "trial").unwrap_or("").to_string();
@@ -299,33 +333,31 @@ pub async fn save_document(
         trial: trial.clone(),
         outcome: None,
     };
-    let notice = match (form_data::value(&pairs, "simulate"), doc.simulate) {
-        (Some(_), Some(simulator)) => {
-            let outcome = match serde_json::from_str::<Value>(&trial) {
-                Err(e) => format!("JSON: {e}"),
-                Ok(input) => match api.post(simulator, &input).await {
-                    Ok(answer) => serde_json::to_string_pretty(&answer).unwrap_or_default(),
-                    Err(refusal) => refusal.detail,
-                },
-            };
-            view.outcome = Some(outcome);
-            None
-        }
-        _ => Some(match serde_json::from_str::<Value>(&typed) {
+    if let (Some(_), Some(simulator)) = (form_data::value(&pairs, "simulate"), doc.simulate) {
+        let outcome = match serde_json::from_str::<Value>(&trial) {
             Err(e) => format!("JSON: {e}"),
-            Ok(document) => match api
-                .send(Method::PUT, &with_me(doc.api, &session), Some(&document))
-                .await
-            {
-                Ok(saved) => {
-                    view.text = serde_json::to_string_pretty(&saved).unwrap_or(typed);
-                    lang.t("saved").to_string()
-                }
+            Ok(input) => match api.post(simulator, &input).await {
+                Ok(answer) => serde_json::to_string_pretty(&answer).unwrap_or_default(),
                 Err(refusal) => refusal.detail,
             },
-        }),
+        };
+        view.outcome = Some(outcome);
+        return page(&req, &session, &page_path, None, Some(view)).await;
+    }
+    let (problem, status) = match serde_json::from_str::<Value>(&typed) {
+        Err(e) => (format!("JSON: {e}"), 422),
+        Ok(document) => match api
+            .send(Method::PUT, &with_me(doc.api, &session), Some(&document))
+            .await
+        {
+            Ok(_) => return session.back_to(&infra, &page_path, lang.t("saved")),
+            Err(refusal) => (refusal.detail, refusal.status),
+        },
     };
-    page(&req, &session, &page_path, notice, Some(view)).await
+    with_status(
+        page(&req, &session, &page_path, Some(problem), Some(view)).await,
+        status,
+    )
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ struct CodesPage {
     chrome: Chrome,
     codes: Vec<CodeLine>,
     people: Vec<Person>,
+    /// (id, name) of the tenant's campaigns, for the code's attribution.
+    campaigns: Vec<(String, String)>,
 }
 
 pub async fn list(req: HttpRequest, infra: web::Data<Infra>) -> HttpResponse {
@@ -73,6 +75,8 @@ async fn page(req: &HttpRequest, session: &session::Session, notice: Option<Stri
         (Ok(c), Ok(s)) => (c, s),
         (Err(refusal), _) | (_, Err(refusal)) => return refused(req, session, &refusal),
     };
+    let campaigns = api.get("/v1/campaigns").await.unwrap_or_default();
+    let campaigns = list_of(&campaigns, "items", |c| (text(&c["id"]), text(&c["name"])));
     let codes = list_of(&codes, "items", |c| CodeLine {
         id: text(&c["id"]),
         name: text(&c["name"]),
@@ -93,6 +97,7 @@ async fn page(req: &HttpRequest, session: &session::Session, notice: Option<Stri
         chrome: chrome(req, session, notice),
         codes,
         people,
+        campaigns,
     };
     session.finish(render(&page))
 }
@@ -117,6 +122,9 @@ pub async fn create(req: HttpRequest, infra: web::Data<Infra>, body: web::Bytes)
         })
         .collect();
     let mut body = json!({"name": value("name").unwrap_or_default(), "members": members});
+    if let Some(campaign) = value("campaign_id").filter(|c| !c.is_empty()) {
+        body["campaign_id"] = json!(campaign);
+    }
     // Weekly hours and dates off, as the API takes them (optional).
     if let Some(schedule) = value("schedule").filter(|s| !s.is_empty()) {
         match serde_json::from_str::<Value>(&schedule) {

@@ -141,6 +141,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("codes.members", "成员", "Members"),
     ("codes.daily_limit", "每人每日上限", "Daily limit per member"),
     ("codes.create", "创建", "Create"),
+    ("codes.campaign", "所属活动", "Campaign"),
     ("codes.schedule", "在线时段 (JSON，可选)", "Schedule (JSON, optional)"),
     ("codes.scan_url", "扫码链接", "Scan URL"),
     ("codes.download", "下载", "Download"),

@@ -86,25 +86,31 @@ impl Chrome {
     }
 }
 
-/// The pages each role works in, in the order of the navigation.
-pub const SECTIONS: &[(&str, &str, Role)] = &[
-    ("/app/inbox", "nav.inbox", Role::Sdr),
-    ("/app/pool", "nav.pool", Role::Sdr),
-    ("/app/codes", "nav.codes", Role::Marketer),
-    ("/app/campaigns", "nav.campaigns", Role::Marketer),
-    ("/app/cards", "nav.cards", Role::Marketer),
-    ("/app/forms", "nav.forms", Role::Marketer),
-    ("/app/webhook-sources", "nav.sources", Role::Admin),
-    ("/app/reports/funnel", "nav.funnel", Role::Marketer),
-    ("/app/teams", "nav.teams", Role::Manager),
-    ("/app/routing", "nav.routing", Role::Manager),
-    ("/app/sla", "nav.sla", Role::Manager),
-    ("/app/reports/sla", "nav.sla_report", Role::Manager),
-    ("/app/dead-letters", "nav.dead_letters", Role::Admin),
-    ("/app/staff", "nav.staff", Role::Admin),
-    ("/app/api-keys", "nav.api_keys", Role::Admin),
-    ("/app/wecom", "nav.wecom", Role::Admin),
+/// The pages of the navigation, in order, with the roles that work in each (a role
+/// that grants another — admin — reaches its pages too).
+pub const SECTIONS: &[(&str, &str, &[Role])] = &[
+    ("/app/inbox", "nav.inbox", &[Role::Sdr]),
+    ("/app/pool", "nav.pool", &[Role::Sdr]),
+    ("/app/codes", "nav.codes", &[Role::Marketer]),
+    ("/app/campaigns", "nav.campaigns", &[Role::Marketer]),
+    ("/app/cards", "nav.cards", &[Role::Marketer, Role::Sdr]),
+    ("/app/forms", "nav.forms", &[Role::Marketer]),
+    ("/app/webhook-sources", "nav.sources", &[Role::Admin]),
+    ("/app/reports/funnel", "nav.funnel", &[Role::Marketer, Role::Manager]),
+    ("/app/teams", "nav.teams", &[Role::Manager]),
+    ("/app/routing", "nav.routing", &[Role::Manager]),
+    ("/app/sla", "nav.sla", &[Role::Manager]),
+    ("/app/reports/sla", "nav.sla_report", &[Role::Manager]),
+    ("/app/dead-letters", "nav.dead_letters", &[Role::Admin]),
+    ("/app/staff", "nav.staff", &[Role::Admin]),
+    ("/app/api-keys", "nav.api_keys", &[Role::Admin]),
+    ("/app/wecom", "nav.wecom", &[Role::Admin]),
 ];
+
+/// Whether the person works in a section of [`SECTIONS`].
+pub fn may_see(session: &Session, roles: &[Role]) -> bool {
+    roles.iter().any(|r| session.has(*r))
+}
 
 pub fn chrome(req: &HttpRequest, session: &Session, notice: Option<String>) -> Chrome {
     let lang = Lang::of(req);
@@ -119,7 +125,7 @@ pub fn chrome(req: &HttpRequest, session: &Session, notice: Option<String>) -> C
     let path = req.path();
     let nav = SECTIONS
         .iter()
-        .filter(|(_, _, role)| session.has(*role))
+        .filter(|(_, _, roles)| may_see(session, roles))
         .map(|(href, key, _)| NavItem {
             href,
             label: lang.t(key),
@@ -184,7 +190,7 @@ async fn home(req: HttpRequest, infra: web::Data<Infra>) -> HttpResponse {
     };
     let first = SECTIONS
         .iter()
-        .find(|(_, _, role)| session.has(*role))
+        .find(|(_, _, roles)| may_see(&session, roles))
         .map_or("/app/inbox", |(href, _, _)| href);
     session.finish(see_other(first))
 }

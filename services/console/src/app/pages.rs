@@ -177,6 +177,8 @@ struct LeadPage {
     chrome: Chrome,
     id: String,
     fields: Vec<(&'static str, String)>,
+    /// What the captures said beyond the standard fields (hidden from masked views).
+    attributes: Vec<(String, String)>,
     history: Vec<HistoryLine>,
     statuses: &'static [&'static str],
     kinds: &'static [&'static str],
@@ -222,10 +224,15 @@ pub async fn lead(req: HttpRequest, infra: web::Data<Infra>, id: web::Path<Strin
         .query_string()
         .contains("saved=1")
         .then(|| super::Lang::of(&req).t("saved").to_string());
+    let attributes = lead["attributes"]
+        .as_object()
+        .map(|map| map.iter().map(|(k, v)| (k.clone(), super::tables::cell(v))).collect())
+        .unwrap_or_default();
     let page = LeadPage {
         chrome: chrome(&req, &session, notice),
         id,
         fields,
+        attributes,
         history,
         statuses: &["contacted", "sql", "disqualified", "converted", "won", "lost"],
         kinds: &["call", "wechat", "email", "note"],

@@ -58,7 +58,7 @@ struct TablePage {
 }
 
 /// A cell: lists joined, everything else as text.
-fn cell(value: &Value) -> String {
+pub fn cell(value: &Value) -> String {
     match value {
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
         other => text(other),
@@ -92,8 +92,12 @@ fn field_view(f: &'static Field) -> FormField {
 fn page_for(session: &Session, path: &str) -> Result<(&'static PageDef, &'static str), u16> {
     let path = path.trim_end_matches('/');
     let def = PAGES.iter().find(|p| p.path == path).ok_or(404u16)?;
-    let (_, title, role) = SECTIONS.iter().find(|(href, _, _)| *href == path).ok_or(404u16)?;
-    if session.has(*role) { Ok((def, title)) } else { Err(403) }
+    let (_, title, roles) = SECTIONS.iter().find(|(href, _, _)| *href == path).ok_or(404u16)?;
+    if super::may_see(session, roles) {
+        Ok((def, title))
+    } else {
+        Err(403)
+    }
 }
 
 fn with_me(api: &str, session: &Session) -> String {

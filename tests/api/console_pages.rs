@@ -352,6 +352,23 @@ async fn each_role_works_its_pages(backend: Backend) {
     assert!(page.contains("双十一") && page.contains("class=\"notice\""), "{page}");
     let again = page_text(&manager, &app, "/app/campaigns").await;
     assert!(!again.contains("class=\"notice\""), "the notice is said once");
+    // Long lists page: the staff list (50 a page) links to the rest.
+    for i in 0..50 {
+        let body = json!({"name": format!("Temp {i:02}"), "email": format!("temp{i:02}@demo.local"), "roles": ["sdr"]});
+        assert_eq!(app.post(&admin, "/v1/staff", &body).await.0, 201);
+    }
+    let first = page_text(&manager, &app, "/app/staff").await;
+    let more = first
+        .split("href=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .map(|href| href.replace("&amp;", "&").replace("&#38;", "&"))
+        .find(|href| href.starts_with("/app/staff?list=0&cursor="))
+        .expect("a next-page link");
+    let second = page_text(&manager, &app, &more).await;
+    assert!(
+        second.contains("temp49@demo.local") && !first.contains("temp49@demo.local"),
+        "{second}"
+    );
     // An API key's secret is shown on the answer to its creation.
     let resp = post_form(
         &manager,

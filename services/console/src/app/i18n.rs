@@ -149,6 +149,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("codes.inactive", "已下线", "Offline"),
     ("codes.empty", "还没有活码", "No live codes yet"),
     ("table.empty", "暂无数据", "Nothing here yet"),
+    ("table.more", "下一页", "Next page"),
     ("error.title", "出错了", "Something went wrong"),
     (
         "error.forbidden",

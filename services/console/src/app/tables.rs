@@ -31,6 +31,8 @@ pub struct RowView {
 
 pub struct Table {
     pub index: usize,
+    /// The address of the list's next page, when there is one.
+    pub more: Option<String>,
     pub headers: Vec<&'static str>,
     pub rows: Vec<RowView>,
     pub form: Vec<FormField>,
@@ -125,13 +127,26 @@ async fn page(
     };
     let api = Api::of(req, session);
     let lang = super::Lang::of(req);
+    // `?cursor=…&list=n`: the nth list, from that cursor on (the others from the start).
+    let query = web::Query::<Paging>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
     let mut tables = Vec::new();
     for (index, listing) in def.listings.iter().enumerate() {
-        let answer = match api.get(listing.api).await {
+        let mut address = listing.api.to_string();
+        if let Some(cursor) = query.cursor.as_deref().filter(|_| query.list == Some(index)) {
+            let joiner = if address.contains('?') { '&' } else { '?' };
+            address = format!("{address}{joiner}cursor={}", super::session::url_encode(cursor));
+        }
+        let answer = match api.get(&address).await {
             Ok(a) => a,
             Err(refusal) => return refused(req, session, &refusal),
         };
-        tables.push(table(index, listing, &answer, lang));
+        let mut table = table(index, listing, &answer, lang);
+        table.more = answer["next_cursor"]
+            .as_str()
+            .map(|next| format!("{}?list={index}&cursor={}", def.path, super::session::url_encode(next)));
+        tables.push(table);
     }
     let document = match (document, &def.document) {
         (Some(view), _) => Some(view),
@@ -151,9 +166,16 @@ async fn page(
     session.finish(render(&page))
 }
 
+#[derive(serde::Deserialize, Default)]
+struct Paging {
+    cursor: Option<String>,
+    list: Option<usize>,
+}
+
 fn table(index: usize, listing: &'static Listing, answer: &Value, lang: super::Lang) -> Table {
     Table {
         index,
+        more: None,
         headers: listing.columns.iter().map(|(label, _)| lang.t(label)).collect(),
         rows: list_of(answer, listing.list, |item| RowView {
             id: text(&item["id"]),

@@ -369,6 +369,31 @@ async fn each_role_works_its_pages(backend: Backend) {
         second.contains("temp49@demo.local") && !first.contains("temp49@demo.local"),
         "{second}"
     );
+    // The funnel over a chosen period.
+    let resp = manager
+        .get(app.url("/app/reports/funnel?by=campaign&from=2026-11-01&to=2026-11-30"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let funnel = resp.text().await.unwrap();
+    assert!(
+        funnel.contains("value=\"2026-11-01\"") && funnel.contains("<svg"),
+        "{funnel}"
+    );
+    // An admin links a person to WeCom from the staff list (a row action with a field).
+    let sdr1 = app.staff_ids(&admin).await["sdr1@demo.local"].clone();
+    let staff_page = page_text(&manager, &app, "/app/staff").await;
+    let resp = post_form(
+        &manager,
+        &app,
+        &format!("/app/staff/rows/0/1/{sdr1}"),
+        &[("csrf", &csrf_of(&staff_page)), ("wecom_userid", "lisi")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let (_, person) = app.get(&admin, &format!("/v1/staff/{sdr1}")).await;
+    assert_eq!(person["wecom_userid"], "lisi");
     // An API key's secret is shown on the answer to its creation.
     let resp = post_form(
         &manager,

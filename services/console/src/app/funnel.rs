@@ -31,6 +31,9 @@ pub struct Row {
 #[template(path = "funnel.html")]
 struct FunnelPage {
     chrome: Chrome,
+    /// The period the API answered for.
+    from: String,
+    to: String,
     dimension: &'static str,
     choices: [&'static str; 4],
     bars: Vec<Bar>,
@@ -68,6 +71,17 @@ pub fn bars(total: &Value, max_width: i64) -> Vec<Bar> {
 #[derive(Deserialize)]
 pub struct Query {
     by: Option<String>,
+    /// Local dates (`YYYY-MM-DD`); the API's default is the last 30 days.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A date as the API takes it, or nothing (anything else is dropped, not passed on).
+fn plain_date(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|d| d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+        .map(str::to_string)
 }
 
 pub async fn show(req: HttpRequest, infra: web::Data<Infra>, q: web::Query<Query>) -> HttpResponse {
@@ -77,10 +91,14 @@ pub async fn show(req: HttpRequest, infra: web::Data<Infra>, q: web::Query<Query
         .find(|b| Some(**b) == q.by.as_deref())
         .copied()
         .unwrap_or("channel");
-    let answer = match Api::of(&req, &session)
-        .get(&format!("/v1/reports/funnel?by={by}"))
-        .await
-    {
+    let (from, to) = (plain_date(q.from.as_deref()), plain_date(q.to.as_deref()));
+    let mut address = format!("/v1/reports/funnel?by={by}");
+    for (name, value) in [("from", &from), ("to", &to)] {
+        if let Some(v) = value {
+            address.push_str(&format!("&{name}={v}"));
+        }
+    }
+    let answer = match Api::of(&req, &session).get(&address).await {
         Ok(a) => a,
         Err(refusal) => return refused(&req, &session, &refusal),
     };
@@ -90,6 +108,8 @@ pub async fn show(req: HttpRequest, infra: web::Data<Infra>, q: web::Query<Query
     });
     let page = FunnelPage {
         chrome: chrome(&req, &session, None),
+        from: text(&answer["from"]),
+        to: text(&answer["to"]),
         dimension: by,
         choices: BY,
         bars: bars(&answer["total"], 240),
@@ -101,6 +121,14 @@ pub async fn show(req: HttpRequest, infra: web::Data<Infra>, q: web::Query<Query
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_dates_reach_the_api() {
+        assert_eq!(plain_date(Some("2026-11-01")), Some("2026-11-01".into()));
+        for bad in ["2026-11-1", "2026-11-01&by=x", "tomorrow", ""] {
+            assert_eq!(plain_date(Some(bad)), None, "{bad}");
+        }
+    }
 
     #[test]
     fn bars_scale_to_the_largest_stage() {

@@ -362,6 +362,13 @@ pub const PAGES: &[PageDef] = &[
                     input: Some(field("capacity", "col.capacity", Kind::Number, true)),
                 },
                 Action {
+                    label: "action.wecom_userid",
+                    method: "PATCH",
+                    api: "/v1/staff/{id}",
+                    body: "{}",
+                    input: Some(field("wecom_userid", "col.wecom_userid", Kind::Text, true)),
+                },
+                Action {
                     label: "action.deactivate",
                     method: "PATCH",
                     api: "/v1/staff/{id}",

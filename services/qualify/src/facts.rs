@@ -34,7 +34,7 @@ impl RulesCache {
         if let Some((version, rules)) = self.0.get(tenant_id) {
             return Ok((*version, rules.clone()));
         }
-        let (version, rules) = in_force::<RuleSet>(tx, tenant_id).await?;
+        let (version, rules) = in_force::<RuleSet>(&mut *tx, tenant_id).await?;
         let rules = Arc::new(rules);
         self.0.insert(tenant_id.to_string(), (version, rules.clone()));
         Ok((version, rules))
@@ -62,19 +62,21 @@ pub fn present_fields(pairs: [(&'static str, Option<&String>); 7]) -> std::colle
         .collect()
 }
 
-pub async fn of_lead(tx: &mut Tx, tenant_id: &str, lead_id: &str) -> sqlx::Result<Facts> {
+/// What scoring reads of a lead. Takes a connection: inside the capture's
+/// transaction when rescoring, a plain one for `GET …/score`.
+pub async fn of_lead(conn: &mut sqlx::AnyConnection, tenant_id: &str, lead_id: &str) -> sqlx::Result<Facts> {
     let lead: LeadFields = sqlx::query_as(
         "SELECT name, company, title, phone, email, uscc, channel, consent, attributes FROM leads WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant_id)
     .bind(lead_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await?;
     let kinds: Vec<String> =
         sqlx::query_scalar("SELECT kind FROM lead_identities WHERE tenant_id = $1 AND lead_id = $2")
             .bind(tenant_id)
             .bind(lead_id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
     let touches: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT kind, channel, occurred_at FROM lead_touches WHERE tenant_id = $1 AND lead_id = $2
@@ -83,7 +85,7 @@ pub async fn of_lead(tx: &mut Tx, tenant_id: &str, lead_id: &str) -> sqlx::Resul
     .bind(tenant_id)
     .bind(lead_id)
     .bind(MAX_EVENTS)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(Facts {
         fields: present_fields([
@@ -126,7 +128,7 @@ pub async fn rescore(
         .bind(lead_id)
         .execute(&mut **tx)
         .await?;
-    let facts = of_lead(tx, tenant_id, lead_id).await?;
+    let facts = of_lead(&mut *tx, tenant_id, lead_id).await?;
     let scored = score(rules, &facts, at_ms);
     sqlx::query(
         "UPDATE leads SET score = $1, grade = $2, score_reasons = $3, is_mql = $4,

@@ -121,10 +121,10 @@ pub async fn score_at(
     if visibility::of(infra.store.pool(), &principal, &id, owner.as_deref(), &status).await? == Sight::Hidden {
         return Err(ApiError::not_found("lead"));
     }
-    let mut tx = infra.store.begin().await?;
-    let (version, rules) = in_force::<RuleSet>(&mut tx, tenant).await?;
-    let facts = facts::of_lead(&mut tx, tenant, &id).await?;
-    tx.rollback().await?;
+    // A read: a plain connection, no transaction (and so no write lock on SQLite).
+    let mut conn = infra.store.pool().acquire().await?;
+    let (version, rules) = in_force::<RuleSet>(&mut conn, tenant).await?;
+    let facts = facts::of_lead(&mut conn, tenant, &id).await?;
     let scored = score(&rules, &facts, at_ms);
     Ok(HttpResponse::Ok().json(json!({
         "lead_id": id.as_str(),

@@ -75,11 +75,11 @@ pub async fn load_tenant(tx: &mut Tx, tenant_id: &str, now: DateTime<Utc>) -> an
         .fetch_optional(&mut **tx)
         .await?;
     let tz = tz_name.and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_TZ);
-    let (rules_version, rules) = match current_version(tx, "routing_rules", tenant_id).await? {
+    let (rules_version, rules) = match current_version(&mut *tx, "routing_rules", tenant_id).await? {
         Some((v, body)) => (v, serde_json::from_str(&body)?),
         None => (0, RuleSet::default()),
     };
-    let (sla_version, sla) = match current_version(tx, "sla_policies", tenant_id).await? {
+    let (sla_version, sla) = match current_version(&mut *tx, "sla_policies", tenant_id).await? {
         Some((v, body)) => (v, serde_json::from_str(&body)?),
         None => (0, SlaPolicies::default()),
     };

@@ -21,19 +21,24 @@ pub trait Versioned: DeserializeOwned + serde::Serialize + Default {
     fn problems(&self, tx: &mut Tx, tenant_id: &str) -> impl Future<Output = ApiResult<Vec<FieldError>>>;
 }
 
-/// The newest version and its stored body, if any was saved.
-pub async fn current_version(tx: &mut Tx, table: &str, tenant_id: &str) -> sqlx::Result<Option<(i64, String)>> {
+/// The newest version and its stored body, if any was saved. Takes a connection, so
+/// a read needs no transaction (on SQLite a transaction holds the write lock).
+pub async fn current_version(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    tenant_id: &str,
+) -> sqlx::Result<Option<(i64, String)>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT version, body FROM {table} WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1"
     )))
     .bind(tenant_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await
 }
 
 /// The configuration in force: the newest version, or the defaults as version 0.
-pub async fn in_force<T: Versioned>(tx: &mut Tx, tenant_id: &str) -> anyhow::Result<(i64, T)> {
-    Ok(match current_version(tx, T::TABLE, tenant_id).await? {
+pub async fn in_force<T: Versioned>(conn: &mut sqlx::AnyConnection, tenant_id: &str) -> anyhow::Result<(i64, T)> {
+    Ok(match current_version(conn, T::TABLE, tenant_id).await? {
         Some((version, body)) => (version, serde_json::from_str(&body)?),
         None => (0, T::default()),
     })

@@ -230,6 +230,26 @@ async fn the_console_guards_its_sessions_and_escapes_everything(backend: Backend
             .any(|i| i["state"] == "accepted"),
         "{inbox}"
     );
+    // The owner gives the lead back to the pool from its page.
+    let lead_id = crate::identity::lead_of(&app, &admin, capture["capture_id"].as_str().unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lead_page = page_text(&client, &app, &format!("/app/leads/{lead_id}")).await;
+    assert!(
+        lead_page.contains(&format!("/app/leads/{lead_id}/release")),
+        "{lead_page}"
+    );
+    let resp = post_form(
+        &client,
+        &app,
+        &format!("/app/leads/{lead_id}/release"),
+        &[("csrf", csrf_of(&lead_page).as_str()), ("reason", "不在服务区域")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let (_, lead) = app.get(&admin, &format!("/v1/leads/{lead_id}")).await;
+    assert_eq!(lead["status"], "pool", "{lead}");
 
     // Roles: an SDR does not see the admin's pages.
     let resp = client.get(app.url("/app/staff")).send().await.unwrap();

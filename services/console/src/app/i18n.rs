@@ -133,6 +133,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("lead.save", "保存", "Save"),
     ("lead.change_status", "更新状态", "Change status"),
     ("lead.reason", "原因", "Reason"),
+    ("lead.release", "退回公海", "Give back to the pool"),
     ("pool.claim", "领取", "Claim"),
     ("pool.empty", "公海暂无线索", "The pool is empty"),
     ("codes.title", "员工活码", "Live codes"),

@@ -50,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/leads/{id}", web::get().to(pages::lead))
         .route("/app/leads/{id}/activities", web::post().to(pages::add_activity))
         .route("/app/leads/{id}/status", web::post().to(pages::change_status))
+        .route("/app/leads/{id}/release", web::post().to(pages::release))
         .route("/app/pool", web::get().to(pages::pool))
         .route("/app/pool/{id}/claim", web::post().to(pages::claim))
         .route("/app/codes", web::get().to(codes::list))

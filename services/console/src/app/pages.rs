@@ -179,6 +179,8 @@ struct LeadPage {
     fields: Vec<(&'static str, String)>,
     /// What the captures said beyond the standard fields (hidden from masked views).
     attributes: Vec<(String, String)>,
+    /// The open offer's assignment id, when the lead waits for an answer.
+    offer: Option<String>,
     history: Vec<HistoryLine>,
     statuses: &'static [&'static str],
     kinds: &'static [&'static str],
@@ -228,11 +230,15 @@ pub async fn lead(req: HttpRequest, infra: web::Data<Infra>, id: web::Path<Strin
         .as_object()
         .map(|map| map.iter().map(|(k, v)| (k.clone(), super::tables::cell(v))).collect())
         .unwrap_or_default();
+    let offer = (lead.pointer("/assignment/state").and_then(Value::as_str) == Some("offered"))
+        .then(|| text(&lead["assignment"]["id"]))
+        .filter(|a| session::safe_id(a).is_some());
     let page = LeadPage {
         chrome: chrome(&req, &session, notice),
         id,
         fields,
         attributes,
+        offer,
         history,
         statuses: &["contacted", "sql", "disqualified", "converted", "won", "lost"],
         kinds: &["call", "wechat", "email", "note"],
@@ -307,6 +313,28 @@ async fn post_then_back(req: &HttpRequest, session: &Session, path: &str, body: 
         Ok(_) => session.finish(see_other(back)),
         Err(refusal) => refused(req, session, &refusal),
     }
+}
+
+#[derive(Deserialize)]
+pub struct ReleaseForm {
+    csrf: String,
+    reason: String,
+}
+
+/// `POST /app/leads/{id}/release`: the owner gives the lead back to the public pool.
+pub async fn release(
+    req: HttpRequest,
+    infra: web::Data<Infra>,
+    id: web::Path<String>,
+    form: web::Form<ReleaseForm>,
+) -> HttpResponse {
+    let session = signed_in!(req, infra);
+    if !session::form_is_ours(&req, &infra, &form.csrf) {
+        return session.finish(forged());
+    }
+    let id = plain_id!(session, id.into_inner());
+    let body = json!({"reason": form.reason.trim()});
+    post_then_back(&req, &session, &format!("/v1/leads/{id}/release"), &body, "/app/inbox").await
 }
 
 pub struct PoolLine {

@@ -277,7 +277,6 @@ async fn a_card_lead_reaches_the_live_inbox_in_a_browser(backend: Backend) {
         .unwrap_or_else(|e| {
             panic!("the lead in the inbox without a reload: {e}");
         });
-    let _ = &item;
     assert_eq!(
         sdr.execute(
             "return document.getElementById('inbox').dataset.connected || ''",

@@ -18,23 +18,11 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn unreachable(err: &reqwest::Error) -> Self {
+    fn unreachable(err: reqwest::Error) -> Self {
         Refusal {
             status: 502,
-            detail: format!("the API could not be reached: {}", err.without_url_ref()),
+            detail: format!("the API could not be reached: {}", err.without_url()),
         }
-    }
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        // The URL holds nothing secret here, but keep messages short.
-        let text = self.to_string();
-        text.split(" for url").next().unwrap_or(&text).to_string()
     }
 }
 
@@ -82,9 +70,9 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| Refusal::unreachable(&e))?;
+        let response = request.send().await.map_err(Refusal::unreachable)?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| Refusal::unreachable(&e))?;
+        let text = response.text().await.map_err(Refusal::unreachable)?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(value);

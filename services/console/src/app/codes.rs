@@ -108,7 +108,7 @@ pub async fn create(req: HttpRequest, infra: web::Data<Infra>, body: web::Bytes)
     let session = signed_in!(req, infra);
     // Repeated `member` fields: read the pairs, not a struct.
     let pairs: Vec<(String, String)> = super::form_data::pairs(&body);
-    let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    let value = |name: &str| super::form_data::value(&pairs, name).map(str::to_string);
     if !session::form_is_ours(&req, &infra, &value("csrf").unwrap_or_default()) {
         return session.finish(forged());
     }

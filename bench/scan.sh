@@ -10,10 +10,10 @@
 #   3. seeds a tenant (`huoke tenant create`), SDR staff with cards and two live codes
 #      through the HTTP API of short-lived `huoke serve console` / `serve cards` processes:
 #        capped   — every member has daily_limit 100000 (the API's maximum), so each pick
-#                   reserves the cap with one atomic Lua increment in Redis, then SETs the
-#                   sticky pick; the counters are deleted before every run (as at midnight)
+#                   takes a place on the member's cap counter in Redis (reserved in leased
+#                   blocks); the counters are deleted before every run (as at midnight)
 #                   and checked after it, so no run ever reaches a full cap;
-#        uncapped — the same members without daily_limit (only the sticky SET);
+#        uncapped — the same members without daily_limit;
 #   4. starts the measured servers, each with 2 HTTP workers:
 #        huoke      `huoke serve codes` on PostgreSQL + Redis     (codes: capped, uncapped)
 #        huoke-mem  `huoke serve codes` on PostgreSQL, REDIS_URL unset (in-process cache)
@@ -26,8 +26,10 @@
 #      servers it started, drops the database, deletes the namespace's Redis keys.
 #
 # Every request carries no cookie, so every scan is a first-time visitor: huoke mints
-# a visitor cookie, skips the sticky lookup and does a full pick (cap reservation +
-# sticky SET on Redis). That is the expensive, common case of a printed QR code.
+# a visitor cookie, does a full pick (a place on the cap) and seals the pick into a
+# second cookie. That is the expensive, common case of a printed QR code. After every
+# run the script checks that the scans the server counted are exactly the scans added
+# to the tallies in PostgreSQL (scan_minutes).
 #
 # Knobs (environment): ROUNDS=3 DURATION=15 (s per wrk run) CONNS=64 WRK_THREADS=1
 #   WARMUP=5 (s of wrk per target before measuring) HALF_DURATION=30 HALF_WARMUP=5 HALF_ROUNDS=2
@@ -373,12 +375,21 @@ dropped() { # target
     curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" \
         | awk '/^huoke_scans_dropped_total/ {s += $NF} END {printf "%d\n", s}'
 }
-# Before every measured run: fresh cap counters (and a fresh huoke-mem process), and
-# the sticky keys of earlier runs deleted, so that no run pays for the millions of keys
-# (and the Redis table resizes) its predecessors left behind.
+# Every scan the server counted (any outcome), from huoke_scans_total.
+scanned() { # target
+    [ "$1" = bare ] && { echo 0; return; }
+    curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" \
+        | awk '/^huoke_scans_total/ {s += $NF} END {printf "%d\n", s}'
+}
+# Every scan written to the tallies (both huoke servers share the database).
+tallied() {
+    psql "$DB_URL" -Atqc 'SELECT COALESCE(SUM(scans), 0) FROM scan_minutes'
+}
+# Scans tallied in memory reach the database within a flush interval (1 s).
+FLUSH_WAIT=1.5
+# Before every measured run: fresh cap counters (and a fresh huoke-mem process).
 prepare() { # target
     reset_caps
-    redis_unlink_all "$NS:huoke:codes:sticky:*"
     if [ "$1" = huoke-mem ]; then
         stop "$MEM_PID"
         start_mem
@@ -387,6 +398,8 @@ prepare() { # target
     fi
     NOT_PICKED_BEFORE=$(not_picked "$1")
     DROPPED_BEFORE=$(dropped "$1")
+    SCANNED_BEFORE=$(scanned "$1")
+    [ "$1" = bare ] || { sleep "$FLUSH_WAIT"; TALLIED_BEFORE=$(tallied); }
 }
 # After every measured run: no scan may have missed a member.
 verify() { # target what
@@ -397,6 +410,13 @@ verify() { # target what
     now=$(dropped "$1")
     [ "$now" = "$DROPPED_BEFORE" ] \
         || die "$2: the server dropped $((now - DROPPED_BEFORE)) scan records instead of writing them"
+    [ "$1" = bare ] && return
+    local scans tallies
+    scans=$(( $(scanned "$1") - SCANNED_BEFORE ))
+    sleep "$FLUSH_WAIT"
+    tallies=$(( $(tallied) - TALLIED_BEFORE ))
+    [ "$scans" = "$tallies" ] || die "$2: the server counted $scans scans but the tallies gained $tallies"
+    log "$2: $scans scans, all $tallies in the tallies"
 }
 # The highest cap counter must stay below the limit, or some scans were not picks.
 check_caps() { # what

@@ -393,7 +393,7 @@ pub struct ScanCount {
 
 /// What one flush of the scan buffer wrote for one tenant, counted per code, member,
 /// outcome and minute — engagement for scoring without a message per scan (a busy
-/// code sees thousands a second). The raw rows are in `scans`.
+/// code sees thousands a second). The stored tallies are in `scan_minutes`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScansCounted {
     pub counts: Vec<ScanCount>,

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use huoke_shared::cache::{Cache, CappedIncrement, MemoryCache, RedisCache};
+use huoke_shared::cache::{Cache, CappedIncrement, MemoryCache, RedisCache, Reserved};
 
 use crate::helpers::{Backend, Environment};
 use crate::on_both_backends;
 
 on_both_backends!(cache_counts_claims_and_expires);
-on_both_backends!(a_capped_reservation_and_its_pick_are_one_step);
 on_both_backends!(a_thread_whose_runtime_ended_gets_a_working_connection);
+on_both_backends!(block_reservations_never_exceed_the_cap);
 
 async fn cache_for(backend: Backend) -> (Environment, Arc<dyn Cache>) {
     let env = Environment::new(backend).await;
@@ -67,44 +67,68 @@ async fn cache_counts_claims_and_expires(backend: Backend) {
     cache.ping().await.unwrap();
 }
 
-async fn a_capped_reservation_and_its_pick_are_one_step(backend: Backend) {
+async fn block_reservations_never_exceed_the_cap(backend: Backend) {
     let (_env, cache) = cache_for(backend).await;
-    // 40 visitors race for 10 places: exactly 10 reserve one, and exactly those 10
-    // have their pick written.
+    let cap = CappedIncrement {
+        key: "codes:block:{c1}:s1:20261201",
+        limit: 100,
+        ttl: Some(Duration::from_secs(60)),
+    };
+    // 40 callers race to reserve 3 places each, 120 asked for 100: exactly 100 are
+    // granted in all.
     let mut tasks = Vec::new();
-    for visitor in 0..40 {
+    for _ in 0..40 {
         let cache = cache.clone();
-        tasks.push(tokio::spawn(async move {
-            let cap = CappedIncrement {
-                key: "codes:cap:{c1}:s1:20261201",
-                limit: 10,
-                ttl: Some(Duration::from_secs(60)),
-            };
-            let sticky = format!("codes:sticky:{{c1}}:v{visitor}:20261201");
-            let reserved = cache
-                .incr_capped_then_set(cap, &sticky, "s1", Some(Duration::from_secs(60)))
-                .await
-                .unwrap();
-            (reserved, cache.get(&sticky).await.unwrap())
-        }));
+        tasks.push(tokio::spawn(async move { cache.reserve(cap, 3).await.unwrap() }));
     }
-    let mut reserved = Vec::new();
+    let mut granted = 0;
     for t in tasks {
-        match t.await.unwrap() {
-            (Some(n), Some(pick)) => {
-                assert_eq!(pick, "s1");
-                reserved.push(n);
-            }
-            (None, None) => {}
-            other => panic!("reservation and pick disagree: {other:?}"),
+        let reserved = t.await.unwrap();
+        assert!((0..=3).contains(&reserved.granted), "granted {} of 3", reserved.granted);
+        // A grant of any place leaves the counter at most at the cap, a partial one
+        // exactly at it; a refusal saw it at the cap or past it (on Redis, others'
+        // overshoot not yet given back).
+        match reserved.granted {
+            3 => assert!(reserved.count <= 100, "{reserved:?}"),
+            1 | 2 => assert_eq!(reserved.count, 100, "{reserved:?}"),
+            _ => assert!(reserved.count >= 100, "{reserved:?}"),
         }
+        granted += reserved.granted;
     }
-    reserved.sort();
-    assert_eq!(reserved, (1..=10).collect::<Vec<_>>());
+    assert_eq!(granted, 100);
+    assert_eq!(cache.get(cap.key).await.unwrap().as_deref(), Some("100"));
     assert_eq!(
-        cache.get("codes:cap:{c1}:s1:20261201").await.unwrap().as_deref(),
-        Some("10")
+        cache.reserve(cap, 1).await.unwrap(),
+        Reserved { granted: 0, count: 100 },
+        "a full counter grants nothing"
     );
+    assert_eq!(cache.get(cap.key).await.unwrap().as_deref(), Some("100"));
+
+    // Places not used go back, and only those can be reserved again.
+    assert_eq!(cache.incr(cap.key, -7, None).await.unwrap(), 93);
+    assert_eq!(
+        cache.reserve(cap, 10).await.unwrap(),
+        Reserved { granted: 7, count: 100 }
+    );
+    assert_eq!(cache.get(cap.key).await.unwrap().as_deref(), Some("100"));
+
+    // Asking for no place is a mistake, and leaves the counter alone.
+    assert!(cache.reserve(cap, 0).await.is_err());
+    assert!(cache.reserve(cap, -3).await.is_err());
+    assert_eq!(cache.get(cap.key).await.unwrap().as_deref(), Some("100"));
+
+    // The TTL applies when a reservation creates the counter.
+    let short = CappedIncrement {
+        key: "codes:block:{c1}:s2:20261201",
+        limit: 100,
+        ttl: Some(Duration::from_millis(300)),
+    };
+    assert_eq!(
+        cache.reserve(short, 5).await.unwrap(),
+        Reserved { granted: 5, count: 5 }
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cache.get(short.key).await.unwrap(), None, "the counter expires");
 }
 
 /// Commands from a single-threaded runtime use a connection driven by that runtime;

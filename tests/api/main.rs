@@ -33,6 +33,7 @@ mod pool;
 mod proxy;
 mod reports;
 mod routing;
+mod scan_tallies;
 mod scoring;
 mod security;
 mod staff_and_auth;

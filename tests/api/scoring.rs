@@ -221,7 +221,9 @@ async fn stored_scores_decay_without_new_touches(backend: Backend) {
         .await;
     let lead = lead_of(&app, &admin, &capture).await;
     let id = lead["id"].as_str().unwrap().to_string();
-    assert!(lead["score"].as_i64().unwrap() >= 40, "{lead}");
+    // Worth 10 + 40 at capture, halving every 1.7 s: well above the decayed mark when
+    // first read, however busy the machine (above 20 for the first 3.4 s).
+    assert!(lead["score"].as_i64().unwrap() > 20, "{lead}");
     let decayed = eventually(Duration::from_secs(30), "the stored score to decay", || async {
         let (_, lead) = app.get(&admin, &format!("/v1/leads/{id}")).await;
         (lead["score"].as_i64().unwrap() <= 11).then_some(lead)

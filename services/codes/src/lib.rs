@@ -4,6 +4,7 @@
 mod admin;
 mod flood;
 mod integrations;
+mod leases;
 pub mod model;
 mod pages;
 pub mod pick;
@@ -11,10 +12,14 @@ mod qr;
 mod recorder;
 pub mod rotation;
 mod scan;
+mod sketch;
+mod tally;
+mod tally_store;
 pub use huoke_shared::schedule;
 mod snapshot;
 mod state;
 mod stats;
+mod sticky;
 mod wecom_landing;
 
 use std::sync::Arc;
@@ -39,12 +44,16 @@ pub fn service() -> ServiceDef {
 
 fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
     let (recorder, flusher) = recorder::Recorder::start(infra.clone(), stop.clone());
+    let leases = Arc::new(leases::CapLeases::default());
+    let lease_keeper = tokio::spawn(leases::run(leases.clone(), infra.cache.clone(), stop.clone()));
     let state = web::Data::new(CodesState {
         snapshots: Default::default(),
         cursors: Default::default(),
         recorder,
         wecom: WecomClient::with_allowed_hosts(infra.settings.wecom_allowed_hosts.clone()),
         flood: flood::FloodGuard::new(infra.settings.scan_rate_per_ip),
+        leases,
+        sticky_key: Default::default(),
     });
     let routes: Routes = Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
@@ -61,9 +70,19 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
             .route("/v1/integrations/wecom", web::put().to(integrations::put))
             .route("/v1/integrations/wecom", web::get().to(integrations::get));
     });
+    let fold_infra = infra.clone();
+    let fold = tokio::spawn(async move {
+        match tally_store::fold_raw_scans(&fold_infra).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "scan rows of an earlier version folded into the tallies"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "folding earlier scan rows failed; retried at the next start");
+            }
+        }
+    });
     Running {
         routes,
         consumers: Vec::new(),
-        tasks: vec![flusher],
+        tasks: vec![flusher, fold, lease_keeper],
     }
 }

@@ -1,7 +1,7 @@
 //! Choosing who (or which group) a scan lands on: schedule, online flags, sticky
-//! visitors, rotation and exact daily caps. The cache is the only I/O, and caps are
-//! reserved with one atomic capped increment each, so concurrent scans can never
-//! push a member over its cap on any replica.
+//! visitors, rotation and daily caps. The cache is the only I/O: caps are reserved
+//! on shared counters that no replica can push past the limit (in leased blocks,
+//! see `leases`), and a visitor's pick of the day travels in their own cookie.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use huoke_shared::cache::{Cache, CappedIncrement};
-use huoke_shared::visitor::Visitor;
 
+use crate::leases::CapLeases;
 use crate::model::Kind;
 use crate::rotation::order;
-use crate::schedule::local_day;
 use crate::snapshot::{Person, Snapshot};
 
 #[derive(Debug, Clone)]
@@ -56,22 +55,20 @@ pub struct Cursors {
 impl Cursors {
     fn advance(&self, code_id: &str) -> u64 {
         let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let slot = next.entry(code_id.to_string()).or_insert(0);
-        let current = *slot;
-        *slot = current.wrapping_add(1);
-        current
+        if let Some(slot) = next.get_mut(code_id) {
+            let current = *slot;
+            *slot = current.wrapping_add(1);
+            return current;
+        }
+        next.insert(code_id.to_string(), 1);
+        0
     }
 }
 
-const STICKY_TTL: Duration = Duration::from_secs(36 * 3600);
 const CAP_TTL: Duration = Duration::from_secs(48 * 3600);
 
 // Every key of one code carries the code id as a hash tag (`{…}`), so on Redis
-// Cluster they share a slot and a cap and a sticky pick can change in one script.
-
-fn sticky_key(snap: &Snapshot, visitor: &str, day: &str) -> String {
-    format!("codes:sticky:{{{}}}:{}:{}", snap.id, visitor, day)
-}
+// Cluster they share a slot.
 
 pub fn cap_key(code_id: &str, staff_id: &str, day: &str) -> String {
     format!("codes:cap:{{{code_id}}}:{staff_id}:{day}")
@@ -81,24 +78,29 @@ fn group_key(code_id: &str, index: usize) -> String {
     format!("codes:group:{{{code_id}}}:{index}")
 }
 
+/// What a visitor's pick is remembered as (the sticky cookie's content).
+pub fn remembered(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Member { person, sticky: false } => Some(person.staff_id.clone()),
+        Outcome::Group { index, sticky: false } => Some(format!("group:{index}")),
+        _ => None,
+    }
+}
+
+/// Picks for one scan. `earlier` is the visitor's pick of today, when they bring one
+/// (see `sticky`); it is honoured while that member is still eligible. Caps are the
+/// only I/O, and mostly not even that (see `leases`).
 pub async fn pick(
     cache: &dyn Cache,
     cursors: &Cursors,
+    leases: &CapLeases,
     snap: &Snapshot,
-    visitor: &Visitor,
+    earlier: Option<&str>,
     now: DateTime<Utc>,
+    day: &str,
 ) -> anyhow::Result<Outcome> {
-    let day = local_day(now, snap.tz);
-    let sticky = sticky_key(snap, &visitor.hash, &day);
-    // A visitor we have just given a cookie cannot have an earlier pick: skip the lookup.
-    let earlier = if visitor.new_cookie.is_some() {
-        None
-    } else {
-        cache.get(&sticky).await?
-    };
-
     if snap.kind == Kind::Group {
-        return pick_group(cache, snap, earlier.as_deref(), &sticky).await;
+        return pick_group(cache, snap, earlier).await;
     }
 
     let open = snap.schedule.as_ref().is_none_or(|s| s.is_open(now, snap.tz));
@@ -124,23 +126,15 @@ pub async fn pick(
         let Some(person) = snap.people[i].clone() else {
             continue;
         };
-        match member.daily_limit {
-            // One step: the sticky pick is written only with a reserved place.
-            Some(limit) => {
-                let cap = CappedIncrement {
-                    key: &cap_key(&snap.id, &member.staff_id, &day),
-                    limit: limit as i64,
-                    ttl: Some(CAP_TTL),
-                };
-                if cache
-                    .incr_capped_then_set(cap, &sticky, &member.staff_id, Some(STICKY_TTL))
-                    .await?
-                    .is_none()
-                {
-                    continue;
-                }
+        if let Some(limit) = member.daily_limit {
+            let cap = CappedIncrement {
+                key: &cap_key(&snap.id, &member.staff_id, day),
+                limit: limit as i64,
+                ttl: Some(CAP_TTL),
+            };
+            if !leases.take(cache, cap).await? {
+                continue;
             }
-            None => cache.set(&sticky, &member.staff_id, Some(STICKY_TTL)).await?,
         }
         return Ok(Outcome::Member { person, sticky: false });
     }
@@ -151,12 +145,7 @@ pub async fn pick(
     })
 }
 
-async fn pick_group(
-    cache: &dyn Cache,
-    snap: &Snapshot,
-    earlier: Option<&str>,
-    sticky: &str,
-) -> anyhow::Result<Outcome> {
+async fn pick_group(cache: &dyn Cache, snap: &Snapshot, earlier: Option<&str>) -> anyhow::Result<Outcome> {
     if let Some(index) = earlier
         .and_then(|e| e.strip_prefix("group:"))
         .and_then(|i| i.parse::<usize>().ok())
@@ -164,18 +153,15 @@ async fn pick_group(
     {
         return Ok(Outcome::Group { index, sticky: true });
     }
+    // Groups fill up over their whole life, not per day, and are few: one capped
+    // increment each, no leases.
     for (index, group) in snap.groups.iter().enumerate() {
         let room = group.capacity.saturating_sub(group.count) as i64;
         if room == 0 {
             continue;
         }
-        let cap = CappedIncrement {
-            key: &group_key(&snap.id, index),
-            limit: room,
-            ttl: None,
-        };
         if cache
-            .incr_capped_then_set(cap, sticky, &format!("group:{index}"), Some(STICKY_TTL))
+            .incr_capped(&group_key(&snap.id, index), room, None)
             .await?
             .is_some()
         {

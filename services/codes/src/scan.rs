@@ -2,7 +2,7 @@
 //! on the broker in the common case. Only ever sends the visitor to our own card
 //! page or renders a page of ours; never redirects to a URL taken from input.
 
-use actix_web::http::header::{CACHE_CONTROL, LOCATION, REFERER};
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use huoke_shared::Infra;
@@ -11,10 +11,12 @@ use huoke_shared::telemetry::RouteLabel;
 use huoke_shared::visitor::{Client, client_addr, identify};
 
 use crate::pages;
-use crate::pick::{Outcome, pick};
+use crate::pick::{Outcome, pick, remembered};
 use crate::recorder::ScanRecord;
+use crate::schedule::local_day;
 use crate::snapshot::{Person, Snapshot};
 use crate::state::CodesState;
+use crate::sticky::{self, StickyKey};
 use crate::wecom_landing::contact_way;
 
 fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
@@ -62,7 +64,35 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
 
     let visitor = identify(&req, &snap.tenant_id);
     let client = Client::of(&req);
-    let outcome = match pick(&*infra.cache, &state.cursors, &snap, &visitor, Utc::now()).await {
+    let now = Utc::now();
+    let day = local_day(now, snap.tz);
+    // Without the key (the store unreachable since start) picks are made without
+    // remembering them: the visitor is served all the same.
+    let key = match state.sticky_key.get_or_try_init(|| StickyKey::load(&infra.store)).await {
+        Ok(key) => Some(key),
+        Err(err) => {
+            tracing::warn!(error = %err, "the sticky-pick key is unavailable; picking without it");
+            None
+        }
+    };
+    let brought = match (&key, &visitor.new_cookie) {
+        // A visitor we have just given a cookie cannot have an earlier pick.
+        (Some(key), None) => req
+            .cookie(sticky::COOKIE)
+            .and_then(|c| key.open(&snap.id, &visitor.hash, &day, c.value()).map(str::to_string)),
+        _ => None,
+    };
+    let picked = pick(
+        &*infra.cache,
+        &state.cursors,
+        &state.leases,
+        &snap,
+        brought.as_deref(),
+        now,
+        &day,
+    )
+    .await;
+    let outcome = match picked {
         Ok(outcome) => outcome,
         Err(err) => {
             // The cache is down: fall back to the backup (or first member) uncounted,
@@ -72,26 +102,20 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         }
     };
 
-    let (group_index, sticky) = match &outcome {
-        Outcome::Group { index, sticky } => (Some(*index as i64), *sticky),
-        Outcome::Member { sticky, .. } => (None, *sticky),
-        _ => (None, false),
+    let visitor_hash = visitor.hash;
+    let sticky = match &outcome {
+        Outcome::Group { sticky, .. } | Outcome::Member { sticky, .. } => *sticky,
+        _ => false,
     };
     metrics::counter!("huoke_scans_total", "outcome" => outcome.label(), "sticky" => if sticky { "yes" } else { "no" })
         .increment(1);
     state.recorder.record(ScanRecord {
         code: snap.clone(),
         staff_id: outcome.staff_id().map(str::to_string),
-        group_index,
-        visitor: visitor.hash,
+        visitor: visitor_hash.clone(),
         first_visit: visitor.new_cookie.is_some(),
         client: client.as_str(),
         outcome: outcome.label(),
-        referer: req
-            .headers()
-            .get(REFERER)
-            .and_then(|v| v.to_str().ok())
-            .map(|r| r.chars().take(500).collect()),
         at_ms: now_ms(),
     });
 
@@ -108,6 +132,10 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         }
         Outcome::Nobody => html(StatusCode::OK, pages::nobody()),
     };
+    if let (Some(key), Some(pick)) = (&key, remembered(&outcome)) {
+        let sealed = key.seal(&snap.id, &visitor_hash, &day, &pick);
+        let _ = response.add_cookie(&sticky::cookie(&snap.code, sealed));
+    }
     if let Some(cookie) = visitor.new_cookie {
         let _ = response.add_cookie(&cookie);
     }

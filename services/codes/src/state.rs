@@ -1,9 +1,14 @@
+use std::sync::Arc;
+
 use huoke_shared::wecom::WecomClient;
+use tokio::sync::OnceCell;
 
 use crate::flood::FloodGuard;
+use crate::leases::CapLeases;
 use crate::pick::Cursors;
 use crate::recorder::Recorder;
 use crate::snapshot::SnapshotCache;
+use crate::sticky::StickyKey;
 
 /// Process-wide state of the codes service, shared by every HTTP worker.
 pub struct CodesState {
@@ -12,4 +17,7 @@ pub struct CodesState {
     pub recorder: Recorder,
     pub wecom: WecomClient,
     pub flood: FloodGuard,
+    pub leases: Arc<CapLeases>,
+    /// Made or read on the first scan (the service starts without the store).
+    pub sticky_key: OnceCell<StickyKey>,
 }

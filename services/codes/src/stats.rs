@@ -6,11 +6,16 @@ use chrono::{DateTime, TimeZone, Utc};
 use huoke_shared::auth::{Caller, Role};
 use huoke_shared::clock::{now_ms, rfc3339};
 use huoke_shared::{ApiError, ApiResult, Infra};
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::admin::load;
 use crate::schedule::parse_tz;
+use crate::sketch::UniqueSketch;
+use crate::tally::{HOUR_MS, MINUTE_MS};
+use crate::tally_store::visitor_sketches;
 
 #[derive(Deserialize)]
 pub struct StatsQuery {
@@ -56,45 +61,55 @@ pub async fn stats(
     let pool = infra.store.pool();
     let tenant = caller.tenant_id.as_str();
 
-    let (scans, unique): (i64, i64) = sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(DISTINCT visitor) AS BIGINT) FROM scans
-         WHERE tenant_id = $1 AND code_id = $2 AND at >= $3 AND at < $4",
+    // Scans are tallied per minute and visitors per hour: the range takes the
+    // minutes (and the hours) that start from `from`'s own minute (hour) up to `to`.
+    let from_minute = from - from.rem_euclid(MINUTE_MS);
+    let from_hour = from - from.rem_euclid(HOUR_MS);
+    let (scans,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(scans), 0) AS BIGINT) FROM scan_minutes
+         WHERE tenant_id = $1 AND code_id = $2 AND minute >= $3 AND minute < $4",
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from)
+    .bind(from_minute)
     .bind(to)
     .fetch_one(pool)
     .await?;
     let by_client: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT client, CAST(COUNT(*) AS BIGINT) FROM scans WHERE tenant_id = $1 AND code_id = $2 AND at >= $3 AND at < $4 GROUP BY client",
+        "SELECT client, CAST(SUM(scans) AS BIGINT) FROM scan_minutes WHERE tenant_id = $1 AND code_id = $2 AND minute >= $3 AND minute < $4 GROUP BY client",
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from)
+    .bind(from_minute)
     .bind(to)
     .fetch_all(pool)
     .await?;
     let by_outcome: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT outcome, CAST(COUNT(*) AS BIGINT) FROM scans WHERE tenant_id = $1 AND code_id = $2 AND at >= $3 AND at < $4 GROUP BY outcome",
+        "SELECT outcome, CAST(SUM(scans) AS BIGINT) FROM scan_minutes WHERE tenant_id = $1 AND code_id = $2 AND minute >= $3 AND minute < $4 GROUP BY outcome",
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from)
+    .bind(from_minute)
     .bind(to)
     .fetch_all(pool)
     .await?;
-    let series: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT CAST((at - $3) / $5 AS BIGINT) AS bucket, CAST(COUNT(*) AS BIGINT), CAST(COUNT(DISTINCT visitor) AS BIGINT)
-         FROM scans WHERE tenant_id = $1 AND code_id = $2 AND at >= $3 AND at < $4 GROUP BY bucket ORDER BY bucket",
+    let series: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT CAST((minute - $3) / $5 AS BIGINT) AS bucket, CAST(SUM(scans) AS BIGINT)
+         FROM scan_minutes WHERE tenant_id = $1 AND code_id = $2 AND minute >= $6 AND minute < $4 GROUP BY bucket ORDER BY bucket",
     )
     .bind(tenant)
     .bind(&row.id)
     .bind(from)
     .bind(to)
     .bind(bucket_ms)
+    .bind(from_minute)
     .fetch_all(pool)
     .await?;
+    let (unique, unique_by_bucket) = unique_visitors(
+        visitor_sketches(pool, tenant, &row.id, from_hour, to).await?,
+        from,
+        bucket_ms,
+    );
 
     // Picks today are counted from the start of the tenant's local day.
     let tz_name: Option<String> = sqlx::query_scalar("SELECT timezone FROM tenants WHERE id = $1")
@@ -112,13 +127,13 @@ pub async fn stats(
         .map(|t| t.timestamp_millis())
         .unwrap_or(now);
     let picks: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT staff_id, CAST(SUM(CASE WHEN at >= $3 AND at < $4 THEN 1 ELSE 0 END) AS BIGINT),
-                CAST(SUM(CASE WHEN at >= $5 THEN 1 ELSE 0 END) AS BIGINT)
-         FROM scans WHERE tenant_id = $1 AND code_id = $2 AND staff_id IS NOT NULL AND outcome = 'member' GROUP BY staff_id",
+        "SELECT staff_id, CAST(SUM(CASE WHEN minute >= $3 AND minute < $4 THEN scans ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN minute >= $5 THEN scans ELSE 0 END) AS BIGINT)
+         FROM scan_minutes WHERE tenant_id = $1 AND code_id = $2 AND staff_id <> '' AND outcome = 'member' GROUP BY staff_id",
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from)
+    .bind(from_minute)
     .bind(to)
     .bind(day_start)
     .fetch_all(pool)
@@ -159,8 +174,48 @@ pub async fn stats(
         "unique_visitors": unique,
         "by_client": clients,
         "by_outcome": outcomes,
-        "series": series.into_iter().map(|(b, n, u)| json!({"at": rfc3339(from + b * bucket_ms), "scans": n, "unique_visitors": u})).collect::<Vec<_>>(),
+        "series": series.into_iter().map(|(b, n)| json!({"at": rfc3339(from + b * bucket_ms), "scans": n, "unique_visitors": unique_by_bucket.get(&b).copied().unwrap_or(0)})).collect::<Vec<_>>(),
         "members": members,
         "captures": captures,
     })))
+}
+
+/// Unique visitors over the whole range and per bucket: the hours' sketches merged.
+/// A visitor seen in several hours of a bucket counts once in it.
+fn unique_visitors(hours: Vec<(i64, UniqueSketch)>, from: i64, bucket_ms: i64) -> (u64, BTreeMap<i64, u64>) {
+    let mut all = UniqueSketch::new();
+    let mut buckets: BTreeMap<i64, UniqueSketch> = BTreeMap::new();
+    for (hour, sketch) in hours {
+        all.merge(&sketch);
+        buckets.entry((hour - from) / bucket_ms).or_default().merge(&sketch);
+    }
+    let per_bucket = buckets.into_iter().map(|(b, s)| (b, s.estimate())).collect();
+    (all.estimate(), per_bucket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sketch_of(visitors: &[&str]) -> UniqueSketch {
+        let mut sketch = UniqueSketch::new();
+        for v in visitors {
+            sketch.add(v);
+        }
+        sketch
+    }
+
+    #[test]
+    fn visitors_of_several_hours_count_once_per_bucket_and_range() {
+        let day = 86_400_000;
+        let hours = vec![
+            (0, sketch_of(&["a", "b"])),
+            (HOUR_MS, sketch_of(&["b", "c"])),
+            (day, sketch_of(&["a", "d"])),
+        ];
+        let (all, per_bucket) = unique_visitors(hours, 0, day);
+        assert_eq!(all, 4);
+        assert_eq!(per_bucket[&0], 3);
+        assert_eq!(per_bucket[&1], 2);
+    }
 }

@@ -225,10 +225,11 @@ pub async fn funnel(
 
     let splits_scans = matches!(by.as_str(), "campaign" | "live_code");
     let scans: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(
-        // Per code through scans_by_code (tenant, code, time): scans carry no index by
-        // tenant and time alone, to keep the scan path's writes cheap.
-        "SELECT lc.code, lc.campaign_id, CAST(COUNT(sc.id) AS BIGINT) FROM live_codes lc
-         JOIN scans sc ON sc.tenant_id = lc.tenant_id AND sc.code_id = lc.id AND sc.at >= $2 AND sc.at < $3
+        // Scans are tallied per code and minute (the codes service's `scan_minutes`),
+        // read per code through the tallies' key (tenant, code, minute): a minute
+        // counts when it starts within the period.
+        "SELECT lc.code, lc.campaign_id, CAST(SUM(sm.scans) AS BIGINT) FROM live_codes lc
+         JOIN scan_minutes sm ON sm.tenant_id = lc.tenant_id AND sm.code_id = lc.id AND sm.minute >= $2 AND sm.minute < $3
          WHERE lc.tenant_id = $1 GROUP BY lc.code, lc.campaign_id",
     )
     .bind(tenant)

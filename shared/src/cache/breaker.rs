@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::{Cache, CappedIncrement};
+use super::{Cache, CappedIncrement, Reserved, check_want};
 use crate::clock::now_ms;
 
 /// How long the breaker stays open after a failure.
@@ -105,17 +105,14 @@ impl<C: Cache> Cache for Breaker<C> {
         self.outcome(self.inner.incr_capped(key, limit, ttl).await)
     }
 
-    async fn incr_capped_then_set(
-        &self,
-        cap: CappedIncrement<'_>,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> anyhow::Result<Option<i64>> {
+    async fn reserve(&self, cap: CappedIncrement<'_>, want: i64) -> anyhow::Result<Reserved> {
+        // A caller's mistake says nothing about the cache's health: it must not open
+        // the breaker.
+        check_want(want)?;
         if !self.admit() {
             return Err(open());
         }
-        self.outcome(self.inner.incr_capped_then_set(cap, key, value, ttl).await)
+        self.outcome(self.inner.reserve(cap, want).await)
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {

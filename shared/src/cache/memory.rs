@@ -4,7 +4,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Cache, CappedIncrement};
+use super::{Cache, CappedIncrement, Reserved, check_want};
 
 const SHARDS: usize = 16;
 
@@ -27,8 +27,8 @@ impl Default for MemoryCache {
 }
 
 /// Expired entries are removed a few at a time on every call, oldest deadline first,
-/// so no call ever pays for sweeping the whole map (with millions of sticky keys a
-/// full sweep under the lock stalled every scan for tens of milliseconds).
+/// so no call ever pays for sweeping the whole map (with millions of keys a full
+/// sweep under the lock stalled every scan for tens of milliseconds).
 #[derive(Default)]
 struct Entries {
     map: HashMap<String, Entry>,
@@ -70,6 +70,28 @@ impl Entries {
         self.map.insert(key.to_string(), Entry { value, expires });
     }
 
+    /// The counter at `key` — 0 when there is no live entry — and the expiry a write
+    /// to it keeps: the live entry's own, or `ttl` from now for a new one.
+    fn counter(&self, key: &str, ttl: Option<Duration>, now: Instant) -> anyhow::Result<(i64, Option<Instant>)> {
+        match self.get_live(key, now) {
+            Some(e) => {
+                let current = e
+                    .value
+                    .parse::<i64>()
+                    .map_err(|_| anyhow::anyhow!("value at {key} is not an integer"))?;
+                Ok((current, e.expires))
+            }
+            None => Ok((0, ttl.map(|t| now + t))),
+        }
+    }
+
+    fn incr(&mut self, key: &str, by: i64, ttl: Option<Duration>, now: Instant) -> anyhow::Result<i64> {
+        let (current, expires) = self.counter(key, ttl, now)?;
+        let next = current + by;
+        self.insert(key, next.to_string(), expires);
+        Ok(next)
+    }
+
     fn incr_capped(
         &mut self,
         key: &str,
@@ -77,23 +99,21 @@ impl Entries {
         ttl: Option<Duration>,
         now: Instant,
     ) -> anyhow::Result<Option<i64>> {
-        let live = self.get_live(key, now);
-        let current = match live {
-            Some(e) => e
-                .value
-                .parse::<i64>()
-                .map_err(|_| anyhow::anyhow!("value at {key} is not an integer"))?,
-            None => 0,
-        };
+        let (current, expires) = self.counter(key, ttl, now)?;
         if current >= limit {
             return Ok(None);
         }
-        let expires = match live {
-            Some(e) => e.expires,
-            None => ttl.map(|t| now + t),
-        };
         self.insert(key, (current + 1).to_string(), expires);
         Ok(Some(current + 1))
+    }
+
+    /// Grants what fits under the limit, exactly: the shard lock makes it one step.
+    fn reserve(&mut self, cap: CappedIncrement<'_>, want: i64, now: Instant) -> anyhow::Result<Reserved> {
+        let (current, expires) = self.counter(cap.key, cap.ttl, now)?;
+        let granted = cap.limit.saturating_sub(current).clamp(0, want);
+        let count = current + granted;
+        self.insert(cap.key, count.to_string(), expires);
+        Ok(Reserved { granted, count })
     }
 }
 
@@ -159,44 +179,16 @@ impl Cache for MemoryCache {
     }
 
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> anyhow::Result<i64> {
-        self.with(key, |m, now| {
-            let live = m.get_live(key, now);
-            let current = match live {
-                Some(e) => Some(
-                    e.value
-                        .parse::<i64>()
-                        .map_err(|_| anyhow::anyhow!("value at {key} is not an integer"))?,
-                ),
-                None => None,
-            };
-            let next = current.unwrap_or(0) + by;
-            let expires = match live {
-                Some(e) => e.expires,
-                None => ttl.map(|t| now + t),
-            };
-            m.insert(key, next.to_string(), expires);
-            Ok(next)
-        })
+        self.with(key, |m, now| m.incr(key, by, ttl, now))
     }
 
     async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>> {
         self.with(key, |m, now| m.incr_capped(key, limit, ttl, now))
     }
 
-    async fn incr_capped_then_set(
-        &self,
-        cap: CappedIncrement<'_>,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> anyhow::Result<Option<i64>> {
-        // The reservation is atomic in its shard; the value is written after it, and
-        // only when it succeeded.
-        let reserved = self.with(cap.key, |m, now| m.incr_capped(cap.key, cap.limit, cap.ttl, now))?;
-        if reserved.is_some() {
-            self.with(key, |m, now| m.insert(key, value.to_string(), ttl.map(|t| now + t)));
-        }
-        Ok(reserved)
+    async fn reserve(&self, cap: CappedIncrement<'_>, want: i64) -> anyhow::Result<Reserved> {
+        check_want(want)?;
+        self.with(cap.key, |m, now| m.reserve(cap, want, now))
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
@@ -255,16 +247,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sticky_value_is_written_only_with_a_reserved_place() {
+    async fn a_reservation_grants_what_fits_under_the_cap() {
         let cache = MemoryCache::new();
         let cap = CappedIncrement {
             key: "cap",
-            limit: 1,
-            ttl: None,
+            limit: 5,
+            ttl: Some(Duration::from_secs(60)),
         };
-        assert_eq!(cache.incr_capped_then_set(cap, "a", "1", None).await.unwrap(), Some(1));
-        assert_eq!(cache.incr_capped_then_set(cap, "b", "1", None).await.unwrap(), None);
-        assert_eq!(cache.get("a").await.unwrap().as_deref(), Some("1"));
-        assert_eq!(cache.get("b").await.unwrap(), None);
+        assert_eq!(cache.reserve(cap, 3).await.unwrap(), Reserved { granted: 3, count: 3 });
+        assert_eq!(
+            cache.reserve(cap, 3).await.unwrap(),
+            Reserved { granted: 2, count: 5 },
+            "only what still fits"
+        );
+        assert_eq!(cache.reserve(cap, 1).await.unwrap(), Reserved { granted: 0, count: 5 });
+        assert_eq!(cache.incr("cap", -2, None).await.unwrap(), 3, "unused places go back");
+        assert_eq!(cache.reserve(cap, 4).await.unwrap(), Reserved { granted: 2, count: 5 });
+        assert_eq!(cache.get("cap").await.unwrap().as_deref(), Some("5"));
+        assert!(cache.reserve(cap, 0).await.is_err(), "at least one place is asked for");
+        assert!(cache.reserve(cap, -1).await.is_err());
+
+        // The TTL applies when the reservation creates the key.
+        let short = CappedIncrement {
+            key: "short",
+            limit: 5,
+            ttl: Some(Duration::from_millis(1)),
+        };
+        assert_eq!(cache.reserve(short, 2).await.unwrap().granted, 2);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(cache.get("short").await.unwrap(), None);
     }
 }

@@ -21,6 +21,23 @@ pub struct CappedIncrement<'a> {
     pub ttl: Option<Duration>,
 }
 
+/// What `reserve` granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserved {
+    /// Places granted, 0..=want.
+    pub granted: i64,
+    /// The counter after this reservation (what is taken on the counter, by every holder).
+    /// At most `limit` when a place was granted; when none was, it can read past the
+    /// limit on Redis (others' overshoot a moment before they give it back).
+    pub count: i64,
+}
+
+/// `reserve` asks for at least one place; anything else is a caller's mistake.
+fn check_want(want: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(want >= 1, "reserve asks for at least one place, not {want}");
+    Ok(())
+}
+
 #[async_trait::async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
@@ -33,22 +50,13 @@ pub trait Cache: Send + Sync + 'static {
     /// `None` when full. Atomic: under any concurrency no more than `limit`
     /// increments succeed. `ttl` applies when the key is created.
     async fn incr_capped(&self, key: &str, limit: i64, ttl: Option<Duration>) -> anyhow::Result<Option<i64>>;
-    /// `incr_capped` on `cap_key`, and only when that reserved a place, `set` of
-    /// `key` — one step on backends that can (one round trip on Redis; the keys
-    /// must then share a hash slot for Redis Cluster).
-    async fn incr_capped_then_set(
-        &self,
-        cap: CappedIncrement<'_>,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> anyhow::Result<Option<i64>> {
-        let reserved = self.incr_capped(cap.key, cap.limit, cap.ttl).await?;
-        if reserved.is_some() {
-            self.set(key, value, ttl).await?;
-        }
-        Ok(reserved)
-    }
+    /// Reserves up to `want` (>= 1) places on the capped counter `cap.key` at once, so a
+    /// caller can hand them out locally without a round trip each: grants what still fits
+    /// under `cap.limit` (possibly fewer than asked, possibly 0). Atomic like
+    /// `incr_capped`: under any concurrency the grants never sum past the limit.
+    /// `cap.ttl` applies when the key is created. Places a caller does not use are given
+    /// back with `incr(key, -n, None)`.
+    async fn reserve(&self, cap: CappedIncrement<'_>, want: i64) -> anyhow::Result<Reserved>;
     async fn del(&self, key: &str) -> anyhow::Result<()>;
     async fn ping(&self) -> anyhow::Result<()>;
     fn name(&self) -> &'static str;

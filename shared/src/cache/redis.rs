@@ -8,7 +8,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, Mul
 use redis::{AsyncCommands, AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use super::{Cache, CappedIncrement};
+use super::{Cache, CappedIncrement, Reserved, check_want};
 
 /// Redis through multiplexed connections. Tasks of a multi-threaded runtime share one
 /// self-reconnecting connection. Each single-threaded runtime — every actix-web
@@ -253,23 +253,18 @@ impl Cache for RedisCache {
         Ok((value >= 0).then_some(value))
     }
 
-    /// Plain commands in one pipelined round trip: INCR the counter, give it its
-    /// expiry if it has none (`PEXPIRE … NX`, Redis 7), SET the value. Only when INCR
-    /// went past the limit, a second round trip takes both back (DECR, DEL). A
-    /// reservation is granted exactly when INCR answered at most `limit`, so no more
-    /// than `limit` are granted under any concurrency; the counter may read above the
-    /// limit for the moment between the two trips. Cheaper for Redis than a Lua
-    /// script doing the same (measured in docs/BENCHMARKS.md).
-    async fn incr_capped_then_set(
-        &self,
-        cap: CappedIncrement<'_>,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) -> anyhow::Result<Option<i64>> {
-        let (cap_key, key) = (self.key(cap.key), self.key(key));
+    /// Plain commands in one pipelined round trip: INCRBY the counter by `want`, give
+    /// it its expiry if it has none (`PEXPIRE … NX`, Redis 7). When that went past the
+    /// limit, a second round trip gives the excess back (DECRBY).
+    /// Each reservation is granted `limit` minus what was on the counter before it,
+    /// clamped to 0..=want, and what was on the counter includes every earlier grant,
+    /// so the grants never sum past the limit under any concurrency; the counter may
+    /// read above the limit for the moment between the two trips.
+    async fn reserve(&self, cap: CappedIncrement<'_>, want: i64) -> anyhow::Result<Reserved> {
+        check_want(want)?;
+        let cap_key = self.key(cap.key);
         let mut pipe = redis::pipe();
-        pipe.incr(&cap_key, 1);
+        pipe.incr(&cap_key, want);
         if let Some(cap_ttl) = cap.ttl {
             pipe.cmd("PEXPIRE")
                 .arg(&cap_key)
@@ -277,24 +272,22 @@ impl Cache for RedisCache {
                 .arg("NX")
                 .ignore();
         }
-        match ttl {
-            Some(ttl) => pipe.pset_ex(&key, value, millis(Some(ttl)) as u64).ignore(),
-            None => pipe.set(&key, value).ignore(),
-        };
         let mut conn = self.conn().await;
         let (count,): (i64,) = self.checked(pipe.query_async(&mut conn).await)?;
         if count <= cap.limit {
-            return Ok(Some(count));
+            return Ok(Reserved { granted: want, count });
         }
-        let undo = redis::pipe()
-            .decr(&cap_key, 1)
-            .ignore()
-            .del(&key)
-            .ignore()
-            .query_async::<()>(&mut conn)
+        let excess = count.saturating_sub(cap.limit).min(want);
+        let undo = redis::cmd("DECRBY")
+            .arg(&cap_key)
+            .arg(excess)
+            .query_async::<i64>(&mut conn)
             .await;
         self.checked(undo)?;
-        Ok(None)
+        Ok(Reserved {
+            granted: want - excess,
+            count: count - excess,
+        })
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {

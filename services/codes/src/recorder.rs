@@ -1,17 +1,22 @@
-//! Scans are recorded off the request path: the handler drops a record into a
-//! bounded channel and returns. A background task drains the channel continuously
-//! into an in-memory [`Tally`] and, every [`FLUSH_EVERY`], writes the tally in one
-//! transaction: scans per code, minute, member, outcome and client added onto
-//! `scan_minutes`, each code's visitor sketch of the hour merged into
-//! `scan_visitors`, and per tenant one small `scan.counted` event (outbox).
+//! Scans are recorded off the request path without waking anything: the handler
+//! adds the scan to one of a few in-process [`Tally`] shards (a short lock, no
+//! channel, no task woken per scan), and a background task takes the shards every
+//! [`FLUSH_EVERY`] and writes them in one transaction: scans per code, minute,
+//! member, outcome and client added onto `scan_minutes`, each code's visitor sketch
+//! of the hour merged into `scan_visitors`, and per tenant one small `scan.counted`
+//! event (outbox).
 //!
-//! What a crash can lose is scan analytics, never a lead: the scans counted since
-//! the last write (at most one interval, 1 s) plus a write in flight, and records
-//! still in the channel. The cap counters are in the cache and the sticky picks in
-//! the visitors' cookies, so picking is not affected. A clean stop writes everything.
+//! A tally's size depends on how many codes, members and minutes it covers, not on
+//! how many scans it counts, so nothing is dropped for want of room: while the
+//! database is failing, scans keep adding to the tally in memory and are written
+//! when it is back. What a crash loses is scan analytics only, never a lead: the
+//! scans tallied since the last successful write — at most one interval (1 s) while
+//! the database is up. The cap counters are in the cache and the sticky picks in the
+//! visitors' cookies, so picking is not affected. A clean stop writes everything.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use huoke_shared::Infra;
@@ -19,119 +24,153 @@ use huoke_shared::bus::Envelope;
 use huoke_shared::clock::{new_id, now_ms};
 use huoke_shared::messages::{ScanCount, ScansCounted};
 use huoke_shared::store::{Outbox, Tx};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::snapshot::Snapshot;
 use crate::tally::{Scan, Tally};
 use crate::tally_store::write_tally;
 
-const BUFFER: usize = 100_000;
 /// How often the tally is written: what a crash may lose, and what the stats lag.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// Records taken from the channel per wake-up.
-const DRAIN: usize = 1_024;
+/// Shards of the in-memory tally: each thread keeps to one, so HTTP workers rarely
+/// meet on a lock.
+const SHARDS: usize = 8;
+/// Attempts of the last write at a clean stop.
+const FINAL_ATTEMPTS: u32 = 5;
 
-/// One scan, as the handler hands it over: the code's snapshot is shared, not copied.
+/// One scan, as the handler hands it over.
 #[derive(Debug, Clone)]
-pub struct ScanRecord {
-    pub code: Arc<Snapshot>,
-    pub staff_id: Option<String>,
-    pub visitor: String,
+pub struct ScanRecord<'a> {
+    pub code: &'a Snapshot,
+    pub staff_id: Option<&'a str>,
+    pub visitor: &'a str,
     pub first_visit: bool,
     pub client: &'static str,
     pub outcome: &'static str,
     pub at_ms: i64,
 }
 
-impl ScanRecord {
-    fn as_scan(&self) -> Scan<'_> {
-        Scan {
-            tenant_id: &self.code.tenant_id,
-            code_id: &self.code.id,
-            staff_id: self.staff_id.as_deref(),
-            outcome: self.outcome,
-            client: self.client,
-            visitor: &self.visitor,
-            first_visit: self.first_visit,
-            at_ms: self.at_ms,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<ScanRecord>,
+    shards: Arc<[Mutex<Tally>]>,
+}
+
+fn lock(shard: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// This thread's shard, handed out round-robin on first use.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
 }
 
 impl Recorder {
     pub fn start(infra: Infra, stop: watch::Receiver<bool>) -> (Recorder, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(BUFFER);
-        (Recorder { tx }, tokio::spawn(flush_loop(infra, rx, stop)))
+        let recorder = Recorder {
+            shards: (0..SHARDS).map(|_| Mutex::new(Tally::default())).collect(),
+        };
+        (recorder.clone(), tokio::spawn(flush_loop(infra, recorder, stop)))
     }
 
-    /// Never waits: when the buffer is full the record is counted as dropped.
-    pub fn record(&self, record: ScanRecord) {
-        if self.tx.try_send(record).is_err() {
-            metrics::counter!("huoke_scans_dropped_total").increment(1);
+    /// Never waits on I/O: adds the scan to this thread's shard.
+    pub fn record(&self, record: &ScanRecord<'_>) {
+        let shard = SHARD.with(|shard| *shard);
+        lock(&self.shards[shard]).add(Scan {
+            tenant_id: &record.code.tenant_id,
+            code_id: &record.code.id,
+            staff_id: record.staff_id,
+            outcome: record.outcome,
+            client: record.client,
+            visitor: record.visitor,
+            first_visit: record.first_visit,
+            at_ms: record.at_ms,
+        });
+    }
+
+    /// Everything tallied so far, leaving the shards empty.
+    fn take(&self) -> Tally {
+        let mut all = Tally::default();
+        for shard in self.shards.iter() {
+            let taken = std::mem::take(&mut *lock(shard));
+            all.absorb(taken);
         }
+        all
     }
 }
 
-async fn flush_loop(infra: Infra, mut rx: mpsc::Receiver<ScanRecord>, mut stop: watch::Receiver<bool>) {
-    let mut tally = Tally::default();
-    let mut records = Vec::with_capacity(DRAIN);
-    // One write at a time, in its own task, so the channel keeps draining while the
-    // store is slow or a write is being retried.
-    let mut writing: Option<JoinHandle<()>> = None;
+/// A tally on its way to the store. Its id is fixed at the first attempt, so an
+/// attempt whose commit was unclear and is then retried adds nothing twice; for the
+/// same reason nothing is added to it once it has been tried.
+struct Pending {
+    id: String,
+    tally: Tally,
+}
+
+async fn flush_loop(infra: Infra, recorder: Recorder, mut stop: watch::Receiver<bool>) {
+    let mut unclear: Option<Pending> = None;
+    let mut fresh = Tally::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            _ = tick.tick() => {
-                if !tally.is_empty() && writing.as_ref().is_none_or(JoinHandle::is_finished) {
-                    let full = std::mem::take(&mut tally);
-                    writing = Some(tokio::spawn(write_with_retries(infra.clone(), full)));
-                }
-            }
-            received = rx.recv_many(&mut records, DRAIN) => {
-                if received == 0 {
-                    break;
-                }
-                for record in records.drain(..) {
-                    tally.add(record.as_scan());
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        fresh.absorb(recorder.take());
+        let attempts = if stopping { FINAL_ATTEMPTS } else { 1 };
+        for attempt in 1..=attempts {
+            match flush(&infra, &mut unclear, &mut fresh).await {
+                Ok(()) => break,
+                Err(err) => {
+                    metrics::counter!("huoke_scan_flush_failures_total").increment(1);
+                    let waiting = unclear.as_ref().map_or(0, |p| p.tally.scans) + fresh.scans;
+                    tracing::warn!(error = %format!("{err:#}"), waiting, "scan tallies not written; kept for the next attempt");
+                    if attempt < attempts {
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    }
                 }
             }
         }
-    }
-    // Stopping: what is in the channel and the tally is written before the task ends.
-    while let Ok(record) = rx.try_recv() {
-        tally.add(record.as_scan());
-    }
-    if let Some(previous) = writing {
-        let _ = previous.await;
-    }
-    if !tally.is_empty() {
-        write_with_retries(infra, tally).await;
+        if stopping {
+            let lost = unclear.map_or(0, |p| p.tally.scans) + fresh.scans;
+            if lost > 0 {
+                tracing::error!(lost, "stopping with scan tallies unwritten");
+                metrics::counter!("huoke_scans_dropped_total").increment(lost);
+            }
+            return;
+        }
     }
 }
 
-async fn write_with_retries(infra: Infra, tally: Tally) {
-    // The flush id is fixed before the first attempt: a retry after an unclear
-    // failure finds it written and adds nothing twice.
-    let flush_id = new_id();
-    let mut attempt = 0;
-    while let Err(err) = write(&infra, &flush_id, &tally).await {
-        attempt += 1;
-        if attempt >= 5 {
-            tracing::error!(error = %err, lost = tally.scans, "scan tallies could not be written");
-            metrics::counter!("huoke_scans_dropped_total").increment(tally.scans);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+/// Writes the tally whose earlier attempt was unclear (under its id), then the fresh
+/// one. A failure leaves what was not written for the next call.
+async fn flush(infra: &Infra, unclear: &mut Option<Pending>, fresh: &mut Tally) -> anyhow::Result<()> {
+    if let Some(pending) = unclear {
+        write(infra, &pending.id, &pending.tally).await?;
+        metrics::counter!("huoke_scans_recorded_total").increment(pending.tally.scans);
+        *unclear = None;
     }
-    metrics::counter!("huoke_scans_recorded_total").increment(tally.scans);
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let pending = Pending {
+        id: new_id(),
+        tally: std::mem::take(fresh),
+    };
+    match write(infra, &pending.id, &pending.tally).await {
+        Ok(()) => {
+            metrics::counter!("huoke_scans_recorded_total").increment(pending.tally.scans);
+            Ok(())
+        }
+        Err(err) => {
+            *unclear = Some(pending);
+            Err(err)
+        }
+    }
 }
 
 async fn write(infra: &Infra, flush_id: &str, tally: &Tally) -> anyhow::Result<()> {

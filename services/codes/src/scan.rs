@@ -109,10 +109,10 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
     };
     metrics::counter!("huoke_scans_total", "outcome" => outcome.label(), "sticky" => if sticky { "yes" } else { "no" })
         .increment(1);
-    state.recorder.record(ScanRecord {
-        code: snap.clone(),
-        staff_id: outcome.staff_id().map(str::to_string),
-        visitor: visitor_hash.clone(),
+    state.recorder.record(&ScanRecord {
+        code: &snap,
+        staff_id: outcome.staff_id(),
+        visitor: &visitor_hash,
         first_visit: visitor.new_cookie.is_some(),
         client: client.as_str(),
         outcome: outcome.label(),

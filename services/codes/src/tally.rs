@@ -86,6 +86,38 @@ impl Tally {
         let hour = scan.at_ms - scan.at_ms.rem_euclid(HOUR_MS);
         code.visitors.entry(hour).or_default().add(scan.visitor);
     }
+
+    /// Adds another tally into this one.
+    pub fn absorb(&mut self, other: Tally) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.scans += other.scans;
+        for (code_id, theirs) in other.codes {
+            let Some(mine) = self.codes.get_mut(&code_id) else {
+                self.codes.insert(code_id, theirs);
+                continue;
+            };
+            for cell in theirs.cells {
+                match mine.cells.iter_mut().find(|c| {
+                    c.minute == cell.minute
+                        && c.outcome == cell.outcome
+                        && c.client == cell.client
+                        && c.staff_id == cell.staff_id
+                }) {
+                    Some(found) => {
+                        found.scans += cell.scans;
+                        found.first_visits += cell.first_visits;
+                    }
+                    None => mine.cells.push(cell),
+                }
+            }
+            for (hour, sketch) in theirs.visitors {
+                mine.visitors.entry(hour).or_default().merge(&sketch);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +160,31 @@ mod tests {
         assert_eq!(find("", 60_000), Some((1, 0)));
         assert_eq!(c1.cells.len(), 4);
         assert_eq!(tally.codes["c2"].cells.len(), 1);
+    }
+
+    #[test]
+    fn absorbing_a_tally_adds_its_cells_and_sketches() {
+        let (mut one, mut two) = (Tally::default(), Tally::default());
+        one.add(scan("c1", Some("s1"), "new1", 60_000));
+        two.add(scan("c1", Some("s1"), "new2", 60_001));
+        two.add(scan("c1", Some("s2"), "new1", 60_002));
+        two.add(scan("c2", None, "old1", 60_003));
+        one.absorb(two);
+        assert_eq!(one.scans, 4);
+        let c1 = &one.codes["c1"];
+        assert_eq!(c1.cells.len(), 2);
+        assert_eq!(
+            c1.cells
+                .iter()
+                .find(|c| c.staff_id == "s1")
+                .map(|c| (c.scans, c.first_visits)),
+            Some((2, 2))
+        );
+        assert_eq!(c1.visitors[&0].estimate(), 2, "new1 counted once across both tallies");
+        assert_eq!(one.codes["c2"].cells[0].scans, 1);
+        let mut empty = Tally::default();
+        empty.absorb(one);
+        assert_eq!(empty.scans, 4);
     }
 
     #[test]

@@ -69,7 +69,11 @@ pub fn parse_tz(name: Option<&str>) -> Option<Tz> {
 
 /// The local calendar day (`YYYYMMDD`) of `now` in `tz`: the unit daily caps count in.
 pub fn local_day(now: DateTime<Utc>, tz: Tz) -> String {
-    now.with_timezone(&tz).format("%Y%m%d").to_string()
+    use chrono::Datelike;
+    // Plain integer formatting: this runs on every scan, and strftime parses its
+    // pattern each time.
+    let day = now.with_timezone(&tz).date_naive();
+    format!("{:04}{:02}{:02}", day.year(), day.month(), day.day())
 }
 
 impl Schedule {

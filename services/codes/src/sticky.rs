@@ -18,12 +18,19 @@ const KEY_NAME: &str = "codes.sticky_pick";
 const MAX_AGE_HOURS: i64 = 36;
 const MAC_BYTES: usize = 16;
 
-pub struct StickyKey(Vec<u8>);
+/// The MAC keyed once: each use clones the keyed state instead of hashing the key
+/// again (two of the four SHA-256 blocks per pick).
+pub struct StickyKey(Hmac<Sha256>);
 
 impl StickyKey {
     #[cfg(test)]
     pub fn new(secret: &[u8]) -> StickyKey {
-        StickyKey(secret.to_vec())
+        StickyKey::keyed(secret).unwrap()
+    }
+
+    /// None only for a key HMAC refuses, which it never does (any length will do).
+    fn keyed(secret: &[u8]) -> Option<StickyKey> {
+        Hmac::<Sha256>::new_from_slice(secret).ok().map(StickyKey)
     }
 
     /// Makes the deployment's key on first use, or reads the one another replica made.
@@ -41,14 +48,12 @@ impl StickyKey {
             .bind(KEY_NAME)
             .fetch_one(store.pool())
             .await?;
-        Ok(StickyKey(secret.into_bytes()))
+        StickyKey::keyed(secret.as_bytes())
+            .ok_or_else(|| sqlx::Error::Protocol("the sticky-pick key was refused".into()))
     }
 
     fn mac(&self, code_id: &str, visitor: &str, day: &str, pick: &str) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            // HMAC takes keys of any length; this cannot happen.
-            return String::new();
-        };
+        let mut mac = self.0.clone();
         for part in [code_id, visitor, day, pick] {
             mac.update(part.as_bytes());
             mac.update(&[0]);

@@ -102,9 +102,42 @@ pub async fn http_metrics(
     let status = status_label(res.status());
     let elapsed = started.elapsed();
     tracing::debug!(%method, %route, %status, micros = elapsed.as_micros() as u64, "request");
-    metrics::histogram!("huoke_http_request_seconds", "method" => method, "route" => route, "status" => status)
-        .record(elapsed.as_secs_f64());
+    record_request(method, route, status, elapsed.as_secs_f64());
     Ok(res)
+}
+
+/// A `&'static str` by where it lives: two with the same address and length hold
+/// the same text.
+type StaticKey = (usize, usize);
+
+fn static_key(text: &'static str) -> StaticKey {
+    (text.as_ptr() as usize, text.len())
+}
+
+thread_local! {
+    /// Histogram handles by their (static) labels, per thread: building a labelled
+    /// key and finding it in the registry on every request costs an allocation and a
+    /// hash; the handle costs neither.
+    static REQUEST_HISTOGRAMS: std::cell::RefCell<std::collections::HashMap<(StaticKey, StaticKey, StaticKey), metrics::Histogram>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn record_request(method: Cow<'static, str>, route: Cow<'static, str>, status: Cow<'static, str>, seconds: f64) {
+    let (Cow::Borrowed(m), Cow::Borrowed(r), Cow::Borrowed(s)) = (&method, &route, &status) else {
+        metrics::histogram!("huoke_http_request_seconds", "method" => method, "route" => route, "status" => status)
+            .record(seconds);
+        return;
+    };
+    let key = (static_key(m), static_key(r), static_key(s));
+    REQUEST_HISTOGRAMS.with(|histograms| {
+        histograms
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                metrics::histogram!("huoke_http_request_seconds", "method" => method, "route" => route, "status" => status)
+            })
+            .record(seconds);
+    });
 }
 
 fn method_label(method: &Method) -> Cow<'static, str> {

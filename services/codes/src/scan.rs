@@ -107,8 +107,7 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         Outcome::Group { sticky, .. } | Outcome::Member { sticky, .. } => *sticky,
         _ => false,
     };
-    metrics::counter!("huoke_scans_total", "outcome" => outcome.label(), "sticky" => if sticky { "yes" } else { "no" })
-        .increment(1);
+    count_scan(outcome.label(), sticky);
     state.recorder.record(&ScanRecord {
         code: &snap,
         staff_id: outcome.staff_id(),
@@ -140,6 +139,27 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         let _ = response.add_cookie(&cookie);
     }
     response
+}
+
+thread_local! {
+    /// `huoke_scans_total` handles per outcome and stickiness, per thread: no label
+    /// key is built or looked up per scan.
+    static SCAN_COUNTERS: std::cell::RefCell<Vec<(&'static str, bool, metrics::Counter)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn count_scan(outcome: &'static str, sticky: bool) {
+    SCAN_COUNTERS.with(|counters| {
+        let mut counters = counters.borrow_mut();
+        if let Some((_, _, counter)) = counters.iter().find(|(o, s, _)| *o == outcome && *s == sticky) {
+            counter.increment(1);
+            return;
+        }
+        let counter =
+            metrics::counter!("huoke_scans_total", "outcome" => outcome, "sticky" => if sticky { "yes" } else { "no" });
+        counter.increment(1);
+        counters.push((outcome, sticky, counter));
+    });
 }
 
 fn fallback(snap: &Snapshot) -> Outcome {

@@ -1,6 +1,7 @@
 //! Upkeep of bookkeeping that would otherwise grow forever: the consumers'
 //! idempotency markers (`processed_messages`) and the stored answers of idempotent
-//! create requests (`idempotent_requests`, kept a day). Runs in every process; deletes in
+//! create requests (`idempotent_requests`, kept a day), and the ids of written scan
+//! flushes (`scan_flushes`, kept a day). Runs in every process; deletes in
 //! small batches by primary key so it never holds long locks on hot tables, and
 //! several processes doing it at once only share the work.
 
@@ -55,6 +56,22 @@ pub async fn prune_idempotent_requests(store: &Store) -> sqlx::Result<u64> {
         .rows_affected())
 }
 
+/// How long the ids of written scan flushes are kept: a flush retried after an
+/// unclear failure is retried within seconds, so a day is far more than needed.
+const SCAN_FLUSHES_KEEP_MS: i64 = 24 * 3_600_000;
+
+/// Deletes ids of scan flushes written more than a day ago (codes service, see
+/// `scan_flushes`); answers how many went.
+pub async fn prune_scan_flushes(store: &Store) -> sqlx::Result<u64> {
+    let cutoff = now_ms() - SCAN_FLUSHES_KEEP_MS;
+    let sql = format!("DELETE FROM scan_flushes WHERE id IN (SELECT id FROM scan_flushes WHERE at < $1 LIMIT {BATCH})");
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .bind(cutoff)
+        .execute(store.pool())
+        .await?
+        .rows_affected())
+}
+
 /// Runs the upkeep every minute until `stop` turns true.
 pub async fn run(store: Store, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
@@ -68,6 +85,9 @@ pub async fn run(store: Store, retention: Duration, mut stop: watch::Receiver<bo
         }
         if let Err(err) = prune_idempotent_requests(&store).await {
             tracing::warn!(error = %err, "pruning idempotent request answers failed; will try again");
+        }
+        if let Err(err) = prune_scan_flushes(&store).await {
+            tracing::warn!(error = %err, "pruning scan flush ids failed; will try again");
         }
         // Spread processes that started together.
         let pause = EVERY + Duration::from_millis(rand::random::<u64>() % 10_000);

@@ -14,6 +14,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_sticky_pick_travels_in_a_signed_cookie_of_the_code_path,
     scan_rows_of_an_earlier_version_are_folded_into_the_tallies,
+    ids_of_scan_flushes_are_kept_a_day,
 );
 
 /// The cookie named `name` that a response sets, as its full `Set-Cookie` line.
@@ -224,4 +225,35 @@ async fn two_replicas_fill_a_cap_exactly_from_leased_blocks() {
         two.stop().await;
     })
     .await;
+}
+
+/// The ids that make a retried flush count once are pruned after a day.
+async fn ids_of_scan_flushes_are_kept_a_day(backend: Backend) {
+    let env = Environment::new(backend).await;
+    let store = huoke_shared::store::Store::connect(&env.settings().effective_database_url())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = huoke_shared::clock::now_ms();
+    let day = 24 * 3_600_000;
+    for (id, at) in [
+        ("a", now - 2 * day),
+        ("b", now - day - 1_000),
+        ("c", now - 1_000),
+        ("d", now),
+    ] {
+        sqlx::query("INSERT INTO scan_flushes (id, at) VALUES ($1, $2)")
+            .bind(id)
+            .bind(at)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(huoke_shared::housekeeping::prune_scan_flushes(&store).await.unwrap(), 2);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM scan_flushes ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, ["c", "d"]);
+    store.close().await;
 }

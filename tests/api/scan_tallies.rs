@@ -15,6 +15,7 @@ on_both_backends!(
     a_sticky_pick_travels_in_a_signed_cookie_of_the_code_path,
     scan_rows_of_an_earlier_version_are_folded_into_the_tallies,
     ids_of_scan_flushes_are_kept_a_day,
+    stats_start_on_the_hour_so_buckets_hold_whole_hours_of_visitors,
 );
 
 /// The cookie named `name` that a response sets, as its full `Set-Cookie` line.
@@ -256,4 +257,85 @@ async fn ids_of_scan_flushes_are_kept_a_day(backend: Backend) {
         .unwrap();
     assert_eq!(left, ["c", "d"]);
     store.close().await;
+}
+
+async fn stats_start_on_the_hour_so_buckets_hold_whole_hours_of_visitors(backend: Backend) {
+    let (_env, app) = crate::helpers::spawn_app(backend).await;
+    let admin = app.admin().await;
+    let ids = app.staff_ids(&admin).await;
+    let code = create_code(
+        &app,
+        &admin,
+        json!({"name": "hours", "members": [{"staff_id": ids["sdr1@demo.local"]}]}),
+    )
+    .await;
+    let (id, c) = (code["id"].as_str().unwrap(), code["code"].as_str().unwrap());
+    let first = scan(&app, c, "").await;
+    let visitor = value_of(&set_cookie(&first, "hk_v").unwrap()).to_string();
+    scan(&app, c, &format!("hk_v={visitor}")).await;
+    scan(&app, c, "").await;
+    // A `from` in the middle of an hour, 90 minutes and 17 seconds ago.
+    let from = chrono::Utc::now() - chrono::Duration::seconds(90 * 60 + 17);
+    let query = format!(
+        "/v1/live-codes/{id}/stats?granularity=hour&from={}",
+        from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let stats: Value = eventually(Duration::from_secs(10), "the scans written", || async {
+        let (_, s) = app.get(&admin, &query).await;
+        (s["scans"] == 3).then_some(s)
+    })
+    .await;
+    let on_the_hour = |at: &Value| {
+        use chrono::Timelike;
+        let at = chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap()).unwrap();
+        (at.minute(), at.second(), at.nanosecond()) == (0, 0, 0)
+    };
+    assert!(on_the_hour(&stats["from"]), "{stats}");
+    assert_eq!(stats["unique_visitors"], 2, "{stats}");
+    let series = stats["series"].as_array().unwrap();
+    assert_eq!(series.iter().map(|b| b["scans"].as_i64().unwrap()).sum::<i64>(), 3);
+    for bucket in series {
+        assert!(on_the_hour(&bucket["at"]), "{bucket}");
+        assert!(
+            bucket["unique_visitors"].as_i64().unwrap() >= 1,
+            "a bucket with scans has visitors: {bucket}"
+        );
+    }
+    app.stop().await;
+}
+
+/// While the cache is unreachable a scan still lands on someone, uncounted; that
+/// fallback took no place on a cap, so it is not remembered in a pick cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_pick_is_not_remembered() {
+    crate::helpers::bounded(async {
+        if !services_available() {
+            return;
+        }
+        let mut env = Environment::new(Backend::Services).await;
+        let redis = crate::pipeline::proxied(&mut env, "REDIS_URL").await;
+        let app = TestApp::start(&env, all_services()).await;
+        let admin = app.admin().await;
+        let ids = app.staff_ids(&admin).await;
+        let code = create_code(
+            &app,
+            &admin,
+            json!({"name": "fallback", "members": [{"staff_id": ids["sdr1@demo.local"], "daily_limit": 5}]}),
+        )
+        .await;
+        let c = code["code"].as_str().unwrap();
+        let picked = scan(&app, c, "").await;
+        assert!(set_cookie(&picked, "hk_p").is_some(), "a real pick is remembered");
+        redis.cut();
+        let fallback = scan(&app, c, "").await;
+        assert_eq!(fallback.status(), 200);
+        assert!(set_cookie(&fallback, "hk_p").is_none(), "a fallback is not remembered");
+        assert!(
+            fallback.text().await.unwrap().contains("SDR 1"),
+            "the visitor is still served"
+        );
+        redis.restore();
+        app.stop().await;
+    })
+    .await;
 }

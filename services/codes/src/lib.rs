@@ -70,16 +70,7 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
             .route("/v1/integrations/wecom", web::put().to(integrations::put))
             .route("/v1/integrations/wecom", web::get().to(integrations::get));
     });
-    let fold_infra = infra.clone();
-    let fold = tokio::spawn(async move {
-        match tally_store::fold_raw_scans(&fold_infra).await {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(rows, "scan rows of an earlier version folded into the tallies"),
-            Err(err) => {
-                tracing::warn!(error = %format!("{err:#}"), "folding earlier scan rows failed; retried at the next start");
-            }
-        }
-    });
+    let fold = tokio::spawn(tally_store::keep_folding_raw_scans(infra.clone(), stop.clone()));
     Running {
         routes,
         consumers: Vec::new(),

@@ -92,13 +92,14 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         &day,
     )
     .await;
-    let outcome = match picked {
-        Ok(outcome) => outcome,
+    // A fallback pick took no place on a cap and may be anyone: it is not remembered.
+    let (outcome, remember) = match picked {
+        Ok(outcome) => (outcome, true),
         Err(err) => {
             // The cache is down: fall back to the backup (or first member) uncounted,
             // rather than turning a prospect away.
             tracing::warn!(error = %err, code = %snap.code, "pick failed; using the fallback");
-            fallback(&snap)
+            (fallback(&snap), false)
         }
     };
 
@@ -131,7 +132,7 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         }
         Outcome::Nobody => html(StatusCode::OK, pages::nobody()),
     };
-    if let (Some(key), Some(pick)) = (&key, remembered(&outcome)) {
+    if let (Some(key), true, Some(pick)) = (&key, remember, remembered(&outcome)) {
         let sealed = key.seal(&snap.id, &visitor_hash, &day, &pick);
         let _ = response.add_cookie(&sticky::cookie(&snap.code, sealed));
     }

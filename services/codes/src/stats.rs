@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::admin::load;
 use crate::schedule::parse_tz;
 use crate::sketch::UniqueSketch;
-use crate::tally::{HOUR_MS, MINUTE_MS};
+use crate::tally::HOUR_MS;
 use crate::tally_store::visitor_sketches;
 
 #[derive(Deserialize)]
@@ -61,17 +61,18 @@ pub async fn stats(
     let pool = infra.store.pool();
     let tenant = caller.tenant_id.as_str();
 
-    // Scans are tallied per minute and visitors per hour: the range takes the
-    // minutes (and the hours) that start from `from`'s own minute (hour) up to `to`.
-    let from_minute = from - from.rem_euclid(MINUTE_MS);
-    let from_hour = from - from.rem_euclid(HOUR_MS);
+    // Visitors are sketched per hour (scans tallied per minute), so the range starts
+    // at the hour of `from`: every count and every bucket then covers whole hours of
+    // visitors, and the answer's `from` says where it started. It ends with the last
+    // minute (hour) starting before `to`.
+    let from = from - from.rem_euclid(HOUR_MS);
     let (scans,): (i64,) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(scans), 0) AS BIGINT) FROM scan_minutes
          WHERE tenant_id = $1 AND code_id = $2 AND minute >= $3 AND minute < $4",
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from_minute)
+    .bind(from)
     .bind(to)
     .fetch_one(pool)
     .await?;
@@ -80,7 +81,7 @@ pub async fn stats(
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from_minute)
+    .bind(from)
     .bind(to)
     .fetch_all(pool)
     .await?;
@@ -89,24 +90,23 @@ pub async fn stats(
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from_minute)
+    .bind(from)
     .bind(to)
     .fetch_all(pool)
     .await?;
     let series: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT CAST((minute - $3) / $5 AS BIGINT) AS bucket, CAST(SUM(scans) AS BIGINT)
-         FROM scan_minutes WHERE tenant_id = $1 AND code_id = $2 AND minute >= $6 AND minute < $4 GROUP BY bucket ORDER BY bucket",
+         FROM scan_minutes WHERE tenant_id = $1 AND code_id = $2 AND minute >= $3 AND minute < $4 GROUP BY bucket ORDER BY bucket",
     )
     .bind(tenant)
     .bind(&row.id)
     .bind(from)
     .bind(to)
     .bind(bucket_ms)
-    .bind(from_minute)
     .fetch_all(pool)
     .await?;
     let (unique, unique_by_bucket) = unique_visitors(
-        visitor_sketches(pool, tenant, &row.id, from_hour, to).await?,
+        visitor_sketches(pool, tenant, &row.id, from, to).await?,
         from,
         bucket_ms,
     );
@@ -133,7 +133,7 @@ pub async fn stats(
     )
     .bind(tenant)
     .bind(&row.id)
-    .bind(from_minute)
+    .bind(from)
     .bind(to)
     .bind(day_start)
     .fetch_all(pool)

@@ -40,6 +40,9 @@ pub struct CodeTally {
     pub tenant_id: String,
     /// Few per code between two writes (members × outcomes × clients × one or two
     /// minutes), so a list searched in place costs less than hashing a key per scan.
+    /// Searched from the end, where the current minute's cells are: a tally kept
+    /// through a long database outage holds many minutes, and a scan still finds its
+    /// cell among the last few.
     pub cells: Vec<Cell>,
     pub visitors: HashMap<i64, UniqueSketch>,
 }
@@ -67,7 +70,7 @@ impl Tally {
         let minute = scan.at_ms - scan.at_ms.rem_euclid(MINUTE_MS);
         let staff_id = scan.staff_id.unwrap_or("");
         let first_visit = i64::from(scan.first_visit);
-        match code.cells.iter_mut().find(|c| {
+        match code.cells.iter_mut().rev().find(|c| {
             c.minute == minute && c.outcome == scan.outcome && c.client == scan.client && c.staff_id == staff_id
         }) {
             Some(cell) => {
@@ -100,7 +103,7 @@ impl Tally {
                 continue;
             };
             for cell in theirs.cells {
-                match mine.cells.iter_mut().find(|c| {
+                match mine.cells.iter_mut().rev().find(|c| {
                     c.minute == cell.minute
                         && c.outcome == cell.outcome
                         && c.client == cell.client

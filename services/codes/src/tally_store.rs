@@ -2,6 +2,7 @@
 //! scan table of earlier versions into them, and reading visitor sketches back.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -9,6 +10,7 @@ use huoke_shared::Infra;
 use huoke_shared::store::bulk::{self, Value};
 use huoke_shared::store::{Backend, Tx};
 use sqlx::{AnyPool, AssertSqlSafe};
+use tokio::sync::watch;
 
 use crate::sketch::UniqueSketch;
 use crate::tally::{Scan, Tally};
@@ -151,6 +153,26 @@ pub async fn fold_raw_scans(infra: &Infra) -> anyhow::Result<u64> {
         write_tally(&mut tx, infra.store.backend(), &tally).await?;
         tx.commit().await?;
         folded += rows.len() as u64;
+    }
+}
+
+/// How often rows of the one-row-per-scan table are looked for: during a rolling
+/// deploy, replicas of the earlier version keep writing them until they stop.
+const FOLD_EVERY: Duration = Duration::from_secs(300);
+
+/// Folds raw scan rows now and every [`FOLD_EVERY`] until `stop` turns true (an empty
+/// table costs one statement that deletes nothing).
+pub async fn keep_folding_raw_scans(infra: Infra, mut stop: watch::Receiver<bool>) {
+    loop {
+        match fold_raw_scans(&infra).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "scan rows of an earlier version folded into the tallies"),
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "folding earlier scan rows failed; will try again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FOLD_EVERY) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -55,6 +55,7 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
         leases,
         sticky_key: Default::default(),
     });
+    let key_loader = tokio::spawn(load_sticky_key(infra.clone(), state.clone(), stop.clone()));
     let routes: Routes = Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
             .service(web::scope("/s").default_service(web::to(scan::scan)))
@@ -74,6 +75,25 @@ fn start(infra: &Infra, stop: &watch::Receiver<bool>) -> Running {
     Running {
         routes,
         consumers: Vec::new(),
-        tasks: vec![flusher, fold, lease_keeper],
+        tasks: vec![flusher, fold, lease_keeper, key_loader],
+    }
+}
+
+/// Makes or reads the sticky-pick key off the scan path, retrying every second while
+/// the store is away: scans never wait on the store for it, and until it is in they
+/// pick without remembering.
+async fn load_sticky_key(infra: Infra, state: web::Data<CodesState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sticky::StickyKey::load(&infra.store).await {
+            Ok(key) => {
+                let _ = state.sticky_key.set(key);
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "the sticky-pick key is unavailable; picking without it for now"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::recorder::ScanRecord;
 use crate::schedule::local_day;
 use crate::snapshot::{Person, Snapshot};
 use crate::state::CodesState;
-use crate::sticky::{self, StickyKey};
+use crate::sticky;
 use crate::wecom_landing::contact_way;
 
 fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
@@ -68,13 +68,7 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
     let day = local_day(now, snap.tz);
     // Without the key (the store unreachable since start) picks are made without
     // remembering them: the visitor is served all the same.
-    let key = match state.sticky_key.get_or_try_init(|| StickyKey::load(&infra.store)).await {
-        Ok(key) => Some(key),
-        Err(err) => {
-            tracing::warn!(error = %err, "the sticky-pick key is unavailable; picking without it");
-            None
-        }
-    };
+    let key = state.sticky_key.get();
     let brought = match (&key, &visitor.new_cookie) {
         // A visitor we have just given a cookie cannot have an earlier pick.
         (Some(key), None) => req

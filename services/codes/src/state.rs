@@ -18,6 +18,7 @@ pub struct CodesState {
     pub wecom: WecomClient,
     pub flood: FloodGuard,
     pub leases: Arc<CapLeases>,
-    /// Made or read on the first scan (the service starts without the store).
+    /// Made or read by a task at start, off the scan path (the service starts
+    /// without the store).
     pub sticky_key: OnceCell<StickyKey>,
 }

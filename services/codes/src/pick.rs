@@ -3,6 +3,7 @@
 //! on shared counters that no replica can push past the limit (in leased blocks,
 //! see `leases`), and a visitor's pick of the day travels in their own cookie.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,19 +16,20 @@ use crate::model::Kind;
 use crate::rotation::order;
 use crate::snapshot::{Person, Snapshot};
 
-#[derive(Debug, Clone)]
-pub enum Outcome {
+/// Borrows the people from the snapshot it was picked from: a scan copies no names.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'s> {
     /// A member of the code; `sticky` when it repeats this visitor's earlier pick today.
-    Member { person: Person, sticky: bool },
+    Member { person: &'s Person, sticky: bool },
     /// Nobody eligible or every cap full: the backup employee.
-    Backup { person: Person },
+    Backup { person: &'s Person },
     /// Group codes: the group at this index.
     Group { index: usize, sticky: bool },
     /// Nobody at all (no backup).
     Nobody,
 }
 
-impl Outcome {
+impl<'s> Outcome<'s> {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Member { .. } => "member",
@@ -37,7 +39,7 @@ impl Outcome {
         }
     }
 
-    pub fn staff_id(&self) -> Option<&str> {
+    pub fn staff_id(&self) -> Option<&'s str> {
         match self {
             Outcome::Member { person, .. } | Outcome::Backup { person } => Some(&person.staff_id),
             _ => None,
@@ -79,10 +81,10 @@ fn group_key(code_id: &str, index: usize) -> String {
 }
 
 /// What a visitor's pick is remembered as (the sticky cookie's content).
-pub fn remembered(outcome: &Outcome) -> Option<String> {
+pub fn remembered<'s>(outcome: &Outcome<'s>) -> Option<Cow<'s, str>> {
     match outcome {
-        Outcome::Member { person, sticky: false } => Some(person.staff_id.clone()),
-        Outcome::Group { index, sticky: false } => Some(format!("group:{index}")),
+        Outcome::Member { person, sticky: false } => Some(Cow::Borrowed(&person.staff_id)),
+        Outcome::Group { index, sticky: false } => Some(Cow::Owned(format!("group:{index}"))),
         _ => None,
     }
 }
@@ -90,15 +92,15 @@ pub fn remembered(outcome: &Outcome) -> Option<String> {
 /// Picks for one scan. `earlier` is the visitor's pick of today, when they bring one
 /// (see `sticky`); it is honoured while that member is still eligible. Caps are the
 /// only I/O, and mostly not even that (see `leases`).
-pub async fn pick(
+pub async fn pick<'s>(
     cache: &dyn Cache,
     cursors: &Cursors,
     leases: &CapLeases,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     earlier: Option<&str>,
     now: DateTime<Utc>,
     day: &str,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Outcome<'s>> {
     if snap.kind == Kind::Group {
         return pick_group(cache, snap, earlier).await;
     }
@@ -114,7 +116,7 @@ pub async fn pick(
 
     if let Some(earlier) = earlier
         && let Some(&i) = eligible.iter().find(|&&i| snap.members[i].staff_id == earlier)
-        && let Some(person) = snap.people[i].clone()
+        && let Some(person) = &snap.people[i]
     {
         return Ok(Outcome::Member { person, sticky: true });
     }
@@ -123,7 +125,7 @@ pub async fn pick(
     for i in order(snap.mode, &snap.members, &eligible, cursor, rand::random()) {
         let member = &snap.members[i];
         // Eligible members have a person (filtered above).
-        let Some(person) = snap.people[i].clone() else {
+        let Some(person) = &snap.people[i] else {
             continue;
         };
         if let Some(limit) = member.daily_limit {
@@ -139,13 +141,17 @@ pub async fn pick(
         return Ok(Outcome::Member { person, sticky: false });
     }
 
-    Ok(match snap.backup.clone().filter(|p| p.active) {
-        Some(person) => Outcome::Backup { person },
-        None => Outcome::Nobody,
-    })
+    Ok(backup_or_nobody(snap))
 }
 
-async fn pick_group(cache: &dyn Cache, snap: &Snapshot, earlier: Option<&str>) -> anyhow::Result<Outcome> {
+fn backup_or_nobody(snap: &Snapshot) -> Outcome<'_> {
+    match snap.backup.as_ref().filter(|p| p.active) {
+        Some(person) => Outcome::Backup { person },
+        None => Outcome::Nobody,
+    }
+}
+
+async fn pick_group<'s>(cache: &dyn Cache, snap: &'s Snapshot, earlier: Option<&str>) -> anyhow::Result<Outcome<'s>> {
     if let Some(index) = earlier
         .and_then(|e| e.strip_prefix("group:"))
         .and_then(|i| i.parse::<usize>().ok())
@@ -168,8 +174,5 @@ async fn pick_group(cache: &dyn Cache, snap: &Snapshot, earlier: Option<&str>) -
             return Ok(Outcome::Group { index, sticky: false });
         }
     }
-    Ok(match snap.backup.clone().filter(|p| p.active) {
-        Some(person) => Outcome::Backup { person },
-        None => Outcome::Nobody,
-    })
+    Ok(backup_or_nobody(snap))
 }

@@ -6,7 +6,6 @@ use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use huoke_shared::Infra;
-use huoke_shared::clock::now_ms;
 use huoke_shared::telemetry::RouteLabel;
 use huoke_shared::visitor::{Client, client_addr, identify};
 
@@ -42,15 +41,18 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
             .insert_header((ALLOW, "GET, HEAD"))
             .finish();
     }
-    let code = req.path().strip_prefix("/s/").unwrap_or_default().to_string();
-    if !plausible_code(&code) {
+    let code = req.path().strip_prefix("/s/").unwrap_or_default();
+    if !plausible_code(code) {
         return html(StatusCode::NOT_FOUND, pages::not_found());
     }
-    if !state.flood.allow(client_addr(&req), (now_ms() / 1000) as u64) {
+    // One clock reading for the whole scan: the flood window, the day, the tally.
+    let now = Utc::now();
+    let at_ms = now.timestamp_millis();
+    if !state.flood.allow(client_addr(&req), (at_ms / 1000) as u64) {
         metrics::counter!("huoke_scans_refused_total").increment(1);
         return html(StatusCode::TOO_MANY_REQUESTS, pages::busy());
     }
-    let snap = match state.snapshots.get(&infra.store, &code).await {
+    let snap = match state.snapshots.get(&infra.store, code).await {
         Ok(Some(snap)) => snap,
         Ok(None) => return html(StatusCode::NOT_FOUND, pages::not_found()),
         Err(err) => {
@@ -64,7 +66,6 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
 
     let visitor = identify(&req, &snap.tenant_id);
     let client = Client::of(&req);
-    let now = Utc::now();
     let day = local_day(now, snap.tz);
     // Without the key (the store unreachable since start) picks are made without
     // remembering them: the visitor is served all the same.
@@ -110,7 +111,7 @@ pub async fn scan(req: HttpRequest, infra: web::Data<Infra>, state: web::Data<Co
         first_visit: visitor.new_cookie.is_some(),
         client: client.as_str(),
         outcome: outcome.label(),
-        at_ms: now_ms(),
+        at_ms,
     });
 
     let mut response = match &outcome {
@@ -157,15 +158,12 @@ fn count_scan(outcome: &'static str, sticky: bool) {
     });
 }
 
-fn fallback(snap: &Snapshot) -> Outcome {
-    if let Some(person) = snap.backup.clone().filter(|p| p.active) {
+fn fallback(snap: &Snapshot) -> Outcome<'_> {
+    if let Some(person) = snap.backup.as_ref().filter(|p| p.active) {
         return Outcome::Backup { person };
     }
     match snap.people.iter().flatten().find(|p| p.active) {
-        Some(person) => Outcome::Member {
-            person: person.clone(),
-            sticky: false,
-        },
+        Some(person) => Outcome::Member { person, sticky: false },
         None => Outcome::Nobody,
     }
 }

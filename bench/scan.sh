@@ -37,6 +37,7 @@
 #   PERF_TARGET= (e.g. huoke: after the rounds, profile that server with perf under wrk)
 #   LOAD_CPUS= (taskset CPU list for wrk/loadgen; empty = unpinned)
 #   SERVER_CPUS= (taskset CPU list for the servers; empty = unpinned)
+#   STEAL_LIMIT=2 (% of the machine's time taken by the hypervisor above which a run is flagged)
 #   STAFF=10 DAILY_LIMIT=100000 PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 #   BENCH_REDIS_URL=redis://127.0.0.1:6379 BASE_PORT=18080 SKIP_BUILD=1 KEEP=1
 #   TARGETS="bare huoke huoke-nocap huoke-mem" (order within each round)
@@ -343,6 +344,15 @@ secs() { awk -v v="$1" -v h="$HZ" 'BEGIN {printf "%.1f", v / h}'; }
 # is flagged in the summary.
 DISTURBED_FRACTION=${DISTURBED_FRACTION:-0.10}
 HZ=$(getconf CLK_TCK)
+# Time the hypervisor ran someone else on our vCPUs ("steal"): a guest cannot see or
+# prevent it, and a few per cent of it stalls threads for milliseconds. Runs with
+# more than STEAL_LIMIT % of the machine's time stolen are flagged as well.
+STEAL_LIMIT=${STEAL_LIMIT:-2}
+steal_ticks() { awk '/^cpu / {print $9 + 0, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit}' /proc/stat; }
+steal_pct() { # "steal all" before, "steal all" after
+    awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); d = y[2] - x[2];
+        printf "%.1f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0)}'
+}
 
 to_ms() { # wrk value like 1.23ms / 456.78us / 1.02s
     awk -v v="$1" 'BEGIN {
@@ -437,13 +447,14 @@ run_wrk() {
     pid=$(pid_of "$t")
     before_srv=$(ticks "$pid"); before_redis=$(ticks "$(redis_pid)")
     # shellcheck disable=SC2046
-    before_pg=$(ticks $(pg_pids)); before_busy=$(busy_ticks)
+    before_pg=$(ticks $(pg_pids)); before_busy=$(busy_ticks); local before_steal; before_steal=$(steal_ticks)
     # `times` in the subshell reports the CPU its child (wrk) used.
     ( pin "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$url"; times ) >"$file" 2>&1
     local srv redis pg busy
     srv=$(( $(ticks "$pid") - before_srv )); redis=$(( $(ticks "$(redis_pid)") - before_redis ))
     # shellcheck disable=SC2046
     pg=$(( $(ticks $(pg_pids)) - before_pg )); busy=$(( $(busy_ticks) - before_busy ))
+    local steal; steal=$(steal_pct "$before_steal" "$(steal_ticks)")
     local rps p50 p90 p99 bad wrk_cpu
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$file")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$file")")
@@ -456,14 +467,15 @@ run_wrk() {
     local other
     other=$(awk -v b="$(secs "$busy")" -v s="$(secs "$srv")" -v r="$(secs "$redis")" -v p="$(secs "$pg")" -v w="$wrk_cpu" \
         'BEGIN {o = b - s - r - p - w; printf "%.1f", o < 0 ? 0 : o}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$t" "$rps" "$p50" "$p90" "$p99" "$bad" \
-        "$(secs "$srv")" "$(secs "$redis")" "$(secs "$pg")" "$wrk_cpu" "$(secs "$busy")" "$other" >>"$OUT/wrk.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$t" "$rps" "$p50" "$p90" "$p99" "$bad" \
+        "$(secs "$srv")" "$(secs "$redis")" "$(secs "$pg")" "$wrk_cpu" "$(secs "$busy")" "$other" "$steal" >>"$OUT/wrk.tsv"
     local flag=""
     awk -v o="$other" -v d="$DURATION" -v f="$DISTURBED_FRACTION" 'BEGIN {exit !(o > d * f)}' && flag="  DISTURBED: other processes used ${other}s CPU"
+    awk -v v="$steal" -v l="$STEAL_LIMIT" 'BEGIN {exit !(v > l)}' && flag="$flag  DISTURBED: ${steal}% of the machine's time stolen by the host"
     local top
     top=$(check_caps "$tag $t")
     verify "$t" "$tag $t"
-    printf '    %-7s %-12s %8s req/s  p50 %7s ms  p99 %7s ms  non-2xx/3xx %s  top cap counter %s%s\n' "$tag" "$t" "$rps" "$p50" "$p99" "$bad" "$top" "$flag" >&2
+    printf '    %-7s %-12s %8s req/s  p50 %7s ms  p99 %7s ms  non-2xx/3xx %s  top cap counter %s  steal %s%%%s\n' "$tag" "$t" "$rps" "$p50" "$p99" "$bad" "$top" "$steal" "$flag" >&2
 }
 
 median() { sort -n | awk '{v[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -472,7 +484,7 @@ col_median() { # target column
 }
 
 # ------------------------------------------------------------------ max throughput
-printf 'tag\ttarget\trps\tp50_ms\tp90_ms\tp99_ms\tnon2xx3xx\tserver_cpu_s\tredis_cpu_s\tpostgres_cpu_s\twrk_cpu_s\tmachine_busy_cpu_s\tother_cpu_s\n' >"$OUT/wrk.tsv"
+printf 'tag\ttarget\trps\tp50_ms\tp90_ms\tp99_ms\tnon2xx3xx\tserver_cpu_s\tredis_cpu_s\tpostgres_cpu_s\twrk_cpu_s\tmachine_busy_cpu_s\tother_cpu_s\tsteal_pct\n' >"$OUT/wrk.tsv"
 log "warm-up: ${WARMUP}s of wrk per target"
 for t in $TARGETS; do
     DURATION=$WARMUP run_wrk "$t" warmup
@@ -487,7 +499,7 @@ done
 # ------------------------------------------------------------------ half rate
 HUOKE_MAX=$(col_median huoke 3)
 HALF=${HALF_RATE:-$(awk -v m="$HUOKE_MAX" 'BEGIN {printf "%.0f", m / 2}')}
-printf 'tag\ttarget\ttarget_rps\tachieved_rps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\tmax_ms\terrors\tnon3xx\tserver_cpu_s\tredis_cpu_s\tpostgres_cpu_s\tloadgen_cpu_s\tmachine_busy_cpu_s\tother_cpu_s\n' >"$OUT/half.tsv"
+printf 'tag\ttarget\ttarget_rps\tachieved_rps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\tmax_ms\terrors\tnon3xx\tserver_cpu_s\tredis_cpu_s\tpostgres_cpu_s\tloadgen_cpu_s\tmachine_busy_cpu_s\tother_cpu_s\tsteal_pct\n' >"$OUT/half.tsv"
 log "latency at half of huoke's max ($HUOKE_MAX / 2 = $HALF req/s): loadgen, ${HALF_DURATION}s (${HALF_WARMUP}s warm-up), $CONNS connections, $HALF_ROUNDS round(s)"
 for r in $(seq 1 "$HALF_ROUNDS"); do
     for t in $TARGETS; do
@@ -496,12 +508,13 @@ for r in $(seq 1 "$HALF_ROUNDS"); do
         pid=$(pid_of "$t")
         before_srv=$(ticks "$pid"); before_redis=$(ticks "$(redis_pid)")
         # shellcheck disable=SC2046
-        before_pg=$(ticks $(pg_pids)); before_busy=$(busy_ticks)
+        before_pg=$(ticks $(pg_pids)); before_busy=$(busy_ticks); before_steal=$(steal_ticks)
         ( pin "$LOAD_CPUS" "$LOADGEN" --url "$(url_of "$t")" --rate "$HALF" --duration "$HALF_DURATION" \
             --warmup "$HALF_WARMUP" --connections "$CONNS" --timeline "$OUT/timeline-round$r-$t.csv"; times ) >"$file" 2>&1
         srv=$(( $(ticks "$pid") - before_srv )); redis=$(( $(ticks "$(redis_pid)") - before_redis ))
         # shellcheck disable=SC2046
         pg=$(( $(ticks $(pg_pids)) - before_pg )); busy=$(( $(busy_ticks) - before_busy ))
+        steal=$(steal_pct "$before_steal" "$(steal_ticks)")
         line=$(grep '^RESULT ' "$file") || die "loadgen failed for $t (see $file)"
         check_caps "half $t" >/dev/null
         verify "$t" "half $t"
@@ -510,15 +523,17 @@ for r in $(seq 1 "$HALF_ROUNDS"); do
         other=$(awk -v b="$(secs "$busy")" -v s="$(secs "$srv")" -v r="$(secs "$redis")" -v p="$(secs "$pg")" -v w="$lg_cpu" \
             'BEGIN {o = b - s - r - p - w; printf "%.1f", o < 0 ? 0 : o}')
         get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
-        printf 'round%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$(get target_rps)" \
+        printf 'round%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$(get target_rps)" \
             "$(get achieved_rps)" "$(get p50_ms)" "$(get p90_ms)" "$(get p99_ms)" "$(get p999_ms)" "$(get max_ms)" \
             "$(get errors)" "$(( $(get s2xx) + $(get other) ))" \
-            "$(secs "$srv")" "$(secs "$redis")" "$(secs "$pg")" "$lg_cpu" "$(secs "$busy")" "$other" >>"$OUT/half.tsv"
+            "$(secs "$srv")" "$(secs "$redis")" "$(secs "$pg")" "$lg_cpu" "$(secs "$busy")" "$other" "$steal" >>"$OUT/half.tsv"
         flag=""
         awk -v o="$other" -v d="$HALF_DURATION" -v f="$DISTURBED_FRACTION" 'BEGIN {exit !(o > d * f)}' \
             && flag="  DISTURBED: other processes used ${other}s CPU"
-        printf '    round%s %-12s achieved %6s req/s  p50 %7s ms  p99 %7s ms  p99.9 %7s ms  max %7s ms  errors %s%s\n' "$r" "$t" \
-            "$(get achieved_rps)" "$(get p50_ms)" "$(get p99_ms)" "$(get p999_ms)" "$(get max_ms)" "$(get errors)" "$flag" >&2
+        awk -v v="$steal" -v l="$STEAL_LIMIT" 'BEGIN {exit !(v > l)}' \
+            && flag="$flag  DISTURBED: ${steal}% of the machine's time stolen by the host"
+        printf '    round%s %-12s achieved %6s req/s  p50 %7s ms  p99 %7s ms  p99.9 %7s ms  max %7s ms  errors %s  steal %s%%%s\n' "$r" "$t" \
+            "$(get achieved_rps)" "$(get p50_ms)" "$(get p99_ms)" "$(get p999_ms)" "$(get max_ms)" "$(get errors)" "$steal" "$flag" >&2
     done
 done
 
@@ -560,17 +575,23 @@ BARE_MAX=$(col_median bare 3)
     done
     echo
     echo "fixed rate: loadgen --rate $HALF (half of huoke's $HUOKE_MAX req/s) --duration $HALF_DURATION --warmup $HALF_WARMUP --connections $CONNS (median of $HALF_ROUNDS round(s))"
-    printf '%-12s %10s %9s %9s %9s %9s %9s %7s   %s\n' target 'achieved' 'p50 ms' 'p90 ms' 'p99 ms' 'p99.9 ms' 'max ms' 'errors' 'p99 per round'
+    printf '%-12s %10s %9s %9s %9s %9s %9s %7s   %s\n' target 'achieved' 'p50 ms' 'p90 ms' 'p99 ms' 'p99.9 ms' 'max ms' 'errors' 'p99 per round (host steal %)'
     for t in $TARGETS; do
         hm() { awk -F'\t' -v t="$t" -v c="$1" '$2 == t {print $c}' "$OUT/half.tsv" | median; }
         printf '%-12s %10s %9s %9s %9s %9s %9s %7s   %s\n' "$t" "$(hm 4)" "$(hm 5)" "$(hm 6)" "$(hm 7)" "$(hm 8)" "$(hm 9)" "$(hm 10)" \
-            "$(awk -F'\t' -v t="$t" '$2 == t {printf "%s%s", s, $7; s = "/"}' "$OUT/half.tsv")"
+            "$(awk -F'\t' -v t="$t" '$2 == t {printf "%s%s (%s)", s, $7, $18; s = " / "}' "$OUT/half.tsv")"
     done
     disturbed=$(awk -F'\t' -v d="$DURATION" -v f="$DISTURBED_FRACTION" '$1 ~ /^round/ && $13 > d * f {n++} END {print n + 0}' "$OUT/wrk.tsv")
     disturbed_half=$(awk -F'\t' -v d="$HALF_DURATION" -v f="$DISTURBED_FRACTION" '$1 ~ /^round/ && $17 > d * f {n++} END {print n + 0}' "$OUT/half.tsv")
     if [ "$disturbed" -gt 0 ] || [ "$disturbed_half" -gt 0 ]; then
         echo
         echo "WARNING: $disturbed wrk run(s) and $disturbed_half fixed-rate run(s) were disturbed by other processes (other_cpu_s column): rerun on a quiet machine"
+    fi
+    stolen=$(awk -F'\t' -v l="$STEAL_LIMIT" '$1 ~ /^round/ && $14 > l {n++} END {print n + 0}' "$OUT/wrk.tsv")
+    stolen_half=$(awk -F'\t' -v l="$STEAL_LIMIT" '$1 ~ /^round/ && $18 > l {n++} END {print n + 0}' "$OUT/half.tsv")
+    if [ "$stolen" -gt 0 ] || [ "$stolen_half" -gt 0 ]; then
+        echo
+        echo "WARNING: in $stolen wrk run(s) and $stolen_half fixed-rate run(s) the host took more than $STEAL_LIMIT% of the machine's time (steal_pct column): latencies there measure the host, rerun when it is quiet"
     fi
     echo
     ratio=$(awk -v a="$HUOKE_MAX" -v b="$BARE_MAX" 'BEGIN {printf "%.1f", 100 * a / b}')

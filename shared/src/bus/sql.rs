@@ -20,8 +20,20 @@ use crate::store::Store;
 
 /// A delivery not acknowledged within this time is given to another consumer.
 const LEASE_MS: i64 = 30_000;
-/// Upper bound on the wait for messages that arrive from another process or fall due.
+/// The wait for messages from another process right after a busy spell. Messages this
+/// process publishes wake its consumers at once, and a delayed message is waited for
+/// until it falls due, so the poll only catches what another process published.
 const POLL: Duration = Duration::from_millis(200);
+/// The longest such wait: an idle queue is polled less and less often, down to once a
+/// second. Every process polls each of its queues, and at 200 ms a handful of idle
+/// queues kept the database busy with several dozen transactions a second.
+const POLL_IDLE_MAX: Duration = Duration::from_secs(1);
+
+/// The next poll interval after a poll that found nothing: twice the last, up to
+/// [`POLL_IDLE_MAX`].
+fn idle_poll_after(last: Duration) -> Duration {
+    (last * 2).min(POLL_IDLE_MAX)
+}
 
 #[derive(Clone)]
 pub struct SqlBus {
@@ -272,13 +284,15 @@ impl Bus for SqlBus {
         let bus = self.clone();
         let wakeup = self.wakeup(queue);
         tokio::spawn(async move {
+            let mut idle_poll = POLL;
             loop {
                 if *stop.borrow() {
                     return;
                 }
-                let mut wait = POLL;
+                let mut wait = idle_poll;
                 match bus.claim(queue, options.batch).await {
                     Ok(claimed) if !claimed.is_empty() => {
+                        idle_poll = POLL;
                         let envelopes: Vec<Option<Envelope>> =
                             claimed.iter().map(|m| serde_json::from_str(&m.body).ok()).collect();
                         let outcomes = handle_decoded(&handler, &envelopes).await;
@@ -289,6 +303,7 @@ impl Bus for SqlBus {
                         continue;
                     }
                     Ok(_) => {
+                        idle_poll = idle_poll_after(idle_poll);
                         if let Ok(Some(due)) = bus.next_due(queue).await {
                             let until = (due - now_ms()).max(1) as u64;
                             wait = wait.min(Duration::from_millis(until));
@@ -314,5 +329,20 @@ impl Bus for SqlBus {
 
     fn name(&self) -> &'static str {
         "sql"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_queue_is_polled_ever_less_often_down_to_once_a_second() {
+        let mut waits = vec![POLL];
+        for _ in 0..5 {
+            waits.push(idle_poll_after(*waits.last().unwrap()));
+        }
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [200, 400, 800, 1000, 1000, 1000]);
     }
 }

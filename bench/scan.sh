@@ -38,6 +38,7 @@
 #   LOAD_CPUS= (taskset CPU list for wrk/loadgen; empty = unpinned)
 #   SERVER_CPUS= (taskset CPU list for the servers; empty = unpinned)
 #   STEAL_LIMIT=2 (% of the machine's time taken by the hypervisor above which a run is flagged)
+#   FREEZE_OTHERS=1 (pause the servers not being measured; 0 leaves them running)
 #   STAFF=10 DAILY_LIMIT=100000 PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 #   BENCH_REDIS_URL=redis://127.0.0.1:6379 BASE_PORT=18080 SKIP_BUILD=1 KEEP=1
 #   TARGETS="bare huoke huoke-nocap huoke-mem" (order within each round)
@@ -118,7 +119,7 @@ pin() { # pin CPUS cmd...
     echo "postgres:  $(psql "$PG_ADMIN_URL" -Atqc 'show server_version')"
     echo "wrk:       $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before the run)"
-    echo "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s CONNS=$CONNS WRK_THREADS=$WRK_THREADS LOAD_CPUS=${LOAD_CPUS:-unpinned} SERVER_CPUS=${SERVER_CPUS:-unpinned}"
+    echo "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s CONNS=$CONNS WRK_THREADS=$WRK_THREADS LOAD_CPUS=${LOAD_CPUS:-unpinned} SERVER_CPUS=${SERVER_CPUS:-unpinned} FREEZE_OTHERS=${FREEZE_OTHERS:-1}"
 } | tee "$OUT/machine.txt" >&2
 
 # ------------------------------------------------------------------ build
@@ -155,6 +156,7 @@ PIDS=()
 cleanup() {
     local rc=$?
     set +e
+    declare -F thaw >/dev/null && thaw
     for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
         kill "$pid" 2>/dev/null
     done
@@ -348,6 +350,8 @@ HZ=$(getconf CLK_TCK)
 # prevent it, and a few per cent of it stalls threads for milliseconds. Runs with
 # more than STEAL_LIMIT % of the machine's time stolen are flagged as well.
 STEAL_LIMIT=${STEAL_LIMIT:-2}
+FREEZE_OTHERS=${FREEZE_OTHERS:-1}
+FROZEN=()
 steal_ticks() { awk '/^cpu / {print $9 + 0, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit}' /proc/stat; }
 steal_pct() { # "steal all" before, "steal all" after
     awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); d = y[2] - x[2];
@@ -397,6 +401,25 @@ tallied() {
 }
 # Scans tallied in memory reach the database within a flush interval (1 s).
 FLUSH_WAIT=1.5
+# While one target is measured the other servers are paused (SIGSTOP) and resumed
+# after: an idle huoke process still wakes up (its timers, its queue polls, their
+# database statements), and on two vCPUs a neighbour's wake-ups show in the measured
+# target's tail latency. FREEZE_OTHERS=0 leaves them running.
+freeze_others() { # target
+    [ "$FREEZE_OTHERS" = 1 ] || return 0
+    local mine p
+    mine=$(pid_of "$1")
+    for p in "$HUOKE_PID" "$MEM_PID" "$BARE_PID"; do
+        [ "$p" = "$mine" ] && continue
+        kill -STOP "$p" 2>/dev/null && FROZEN+=("$p")
+    done
+    return 0
+}
+thaw() {
+    local p
+    for p in "${FROZEN[@]+"${FROZEN[@]}"}"; do kill -CONT "$p" 2>/dev/null; done
+    FROZEN=()
+}
 # Before every measured run: fresh cap counters (and a fresh huoke-mem process).
 prepare() { # target
     reset_caps
@@ -410,9 +433,11 @@ prepare() { # target
     DROPPED_BEFORE=$(dropped "$1")
     SCANNED_BEFORE=$(scanned "$1")
     [ "$1" = bare ] || { sleep "$FLUSH_WAIT"; TALLIED_BEFORE=$(tallied); }
+    freeze_others "$1"
 }
 # After every measured run: no scan may have missed a member.
 verify() { # target what
+    thaw
     local now
     now=$(not_picked "$1")
     [ "$now" = "$NOT_PICKED_BEFORE" ] \
@@ -548,6 +573,7 @@ if [ -n "${PERF_TARGET:-}" ]; then
     perf_pid=$!
     pin "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" "$(url_of "$PERF_TARGET")" >"$OUT/wrk-perf-$PERF_TARGET.txt" 2>&1
     wait "$perf_pid" || true
+    thaw
     perf report -i "$OUT/perf-$PERF_TARGET.data" --no-children --sort comm --stdio 2>/dev/null \
         | grep -v '^#' | grep -v '^$' >"$OUT/perf-$PERF_TARGET-threads.txt" || true
     perf report -i "$OUT/perf-$PERF_TARGET.data" --no-children --sort dso,symbol --stdio 2>/dev/null \

@@ -289,7 +289,9 @@ impl Bus for SqlBus {
                 if *stop.borrow() {
                     return;
                 }
-                let mut wait = idle_poll;
+                // Spread over a quarter of the interval, so the queues of a process do
+                // not all reach the database in the same instant.
+                let mut wait = idle_poll.mul_f64(0.75 + 0.25 * rand::random::<f64>());
                 match bus.claim(queue, options.batch).await {
                     Ok(claimed) if !claimed.is_empty() => {
                         idle_poll = POLL;
